@@ -1,0 +1,61 @@
+import copy
+import os
+
+# The tests never reach the Hugging Face Hub: fail at once instead of retrying a dead network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
+
+from lora_lib.models import TINY_RANDOM, load_model  # noqa: E402
+
+_LOADED = {}
+
+
+def _cached(name):
+    if name not in _LOADED:
+        torch.manual_seed(0)
+        _LOADED[name] = load_model(name)
+    model, tokenizer = _LOADED[name]
+    return copy.deepcopy(model).eval(), tokenizer
+
+
+@pytest.fixture(params=[TINY_RANDOM, pytest.param(None, marks=pytest.mark.slow, id="default-model")])
+def model_and_tokenizer(request):
+    """A fresh copy of the tiny random BERT, and (marked slow) of the default packaged one."""
+    return _cached(request.param)
+
+
+@pytest.fixture
+def tiny():
+    return _cached(TINY_RANDOM)
+
+
+@pytest.fixture
+def base_twin():
+    """Two identical copies of one model, for comparing a method against the plain model."""
+
+    def make(name=TINY_RANDOM):
+        model, tokenizer = _cached(name)
+        return model, copy.deepcopy(model), tokenizer
+
+    return make
+
+
+@pytest.fixture
+def bert_base_shape():
+    """bert-base-uncased's architecture with a 2-label head, on the meta device: no weights."""
+
+    def make():
+        with torch.device("meta"):
+            return BertForSequenceClassification(BertConfig(num_labels=2))
+
+    return make
+
+
+@pytest.fixture
+def batch(tiny):
+    _, tokenizer = tiny
+    sentences = ["a gripping , funny film", "it 's dull and far too long", "not bad at all"]
+    return dict(tokenizer(sentences, return_tensors="pt", padding=True))

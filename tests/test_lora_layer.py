@@ -1,0 +1,119 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lora_lib import LoRALinear
+
+
+def make_layer(in_features=12, out_features=10, **kwargs):
+    torch.manual_seed(0)
+    return LoRALinear(nn.Linear(in_features, out_features), **kwargs)
+
+
+def randomize_b(layer):
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    return layer
+
+
+def test_wraps_the_base_layer_without_copying_it():
+    base = nn.Linear(12, 10)
+    layer = LoRALinear(base, rank=4)
+    assert layer.base_layer is base
+    assert not base.weight.requires_grad and not base.bias.requires_grad
+    assert layer.lora_A.shape == (4, 12) and layer.lora_B.shape == (10, 4)
+    assert layer.lora_A.requires_grad and layer.lora_B.requires_grad
+
+
+def test_starts_as_the_base_layer():
+    layer = make_layer(rank=4)
+    x = torch.randn(3, 5, 12)
+    assert torch.equal(layer.lora_B, torch.zeros(10, 4))
+    assert layer.lora_A.abs().sum() > 0
+    # Kaiming-uniform with a = sqrt(5) bounds A by 1 / sqrt(in_features).
+    assert layer.lora_A.abs().max() <= 1 / math.sqrt(12)
+    assert torch.equal(layer(x), layer.base_layer(x))
+
+
+def test_forward_is_base_plus_scaled_low_rank_update():
+    layer = randomize_b(make_layer(rank=4, alpha=6))
+    x = torch.randn(7, 12)
+    expected = x @ (layer.base_layer.weight + 6 / 4 * layer.lora_B @ layer.lora_A).T + layer.base_layer.bias
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
+    assert torch.linalg.matrix_rank(layer.delta_weight()) == 4
+
+
+@pytest.mark.parametrize("use_rslora, expected", [(False, 16 / 4), (True, 16 / 2)])
+def test_scaling(use_rslora, expected):
+    assert make_layer(rank=4, alpha=16, use_rslora=use_rslora).scaling == expected
+
+
+def test_dropout_acts_on_the_lora_path_only():
+    layer = make_layer(rank=4, dropout=0.5).train()
+    x = torch.randn(64, 12)
+    # B = 0: the LoRA path is zero, so with dropout in training mode the output is still the base.
+    assert torch.equal(layer(x), layer.base_layer(x))
+    randomize_b(layer)
+    torch.manual_seed(1)
+    out = layer(x)
+    torch.manual_seed(1)
+    mask_x = nn.functional.dropout(x, 0.5, training=True)
+    expected = layer.base_layer(x) + mask_x @ layer.lora_A.T @ layer.lora_B.T * layer.scaling
+    torch.testing.assert_close(out, expected)
+    layer.eval()
+    torch.testing.assert_close(layer(x), layer.base_layer(x) + x @ layer.delta_weight().T, rtol=1e-5, atol=1e-5)
+
+
+def test_merge_unmerge_and_idempotence():
+    layer = randomize_b(make_layer(rank=4))
+    x = torch.randn(5, 12)
+    w0 = layer.base_layer.weight.detach().clone()
+    unmerged = layer(x)
+
+    layer.merge()
+    assert layer.merged
+    torch.testing.assert_close(layer(x), unmerged, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer.base_layer.weight, w0 + layer.delta_weight())
+    merged_weight = layer.base_layer.weight.detach().clone()
+    layer.merge()  # a second merge must not add the update twice
+    assert torch.equal(layer.base_layer.weight, merged_weight)
+
+    layer.unmerge()
+    assert not layer.merged
+    torch.testing.assert_close(layer.base_layer.weight, w0, rtol=0, atol=1e-6)
+    torch.testing.assert_close(layer(x), unmerged, rtol=1e-5, atol=1e-6)
+    layer.unmerge()  # and a second unmerge must not subtract it twice
+    torch.testing.assert_close(layer.base_layer.weight, w0, rtol=0, atol=1e-6)
+
+
+def test_safe_merge_refuses_a_broken_update():
+    layer = randomize_b(make_layer(rank=2))
+    with torch.no_grad():
+        layer.lora_B[0, 0] = float("nan")
+    w0 = layer.base_layer.weight.detach().clone()
+    with pytest.raises(ValueError, match="NaN or inf; the base weight was left unchanged"):
+        layer.merge(safe=True)
+    assert not layer.merged and torch.equal(layer.base_layer.weight, w0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=0), r"rank must be an integer from 1 to min\(in_features, out_features\) = 10 .* got 0"),
+        (dict(rank=11), r"= 10 for this 12->10 layer, got 11"),
+        (dict(rank=2.5), r"rank must be an integer .* got 2.5"),
+        (dict(alpha=0), r"alpha must be > 0, got 0"),
+        (dict(alpha=-1.0), r"alpha must be > 0, got -1.0"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_layer(**kwargs)
+
+
+def test_base_must_be_linear():
+    with pytest.raises(TypeError, match="LoRALinear wraps an nn.Linear, got Conv1d"):
+        LoRALinear(nn.Conv1d(4, 4, 1))

@@ -1,0 +1,40 @@
+import pytest
+from transformers import BertForSequenceClassification
+
+from lora_lib import count_parameters, load_model
+from lora_lib.models import TINY_RANDOM
+
+
+def test_tiny_random_model():
+    model, tokenizer = load_model(TINY_RANDOM, num_labels=3)
+    config = model.config
+    assert isinstance(model, BertForSequenceClassification)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (32, 2, 4, 64)
+    assert config.vocab_size == tokenizer.vocab_size == 30_522
+    assert model.classifier.out_features == 3
+
+
+@pytest.mark.slow
+def test_default_model_is_the_packaged_minilm():
+    model, tokenizer = load_model()
+    config = model.config
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (384, 6, 12, 1536)
+    # 22.7M in the encoder and pooler, plus a 2-label head of 2 * 384 + 2.
+    assert count_parameters(model)["total"] == 22_713_216 + 770
+    assert tokenizer("don't")["input_ids"] == [101, 2123, 1005, 1056, 102]
+
+
+def test_model_that_cannot_be_found_offline(tmp_path):
+    with pytest.raises(OSError, match=r"could not load model '.*no-such-folder'.*pass that folder as the model name"):
+        load_model(str(tmp_path / "no-such-folder"))
+
+
+def test_hub_id_offline_says_how_to_point_at_a_local_copy():
+    with pytest.raises(OSError, match=r"huggingface-cli download bert-base-uncased --local-dir <folder>"):
+        load_model("bert-base-uncased")
+
+
+@pytest.mark.parametrize("num_labels", [1, 2.0, True])
+def test_bad_num_labels(num_labels):
+    with pytest.raises(ValueError, match="num_labels must be an integer >= 2"):
+        load_model(TINY_RANDOM, num_labels=num_labels)
