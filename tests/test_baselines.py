@@ -1,0 +1,234 @@
+"""The baselines: full, head, BitFit, Houlsby, Pfeiffer and (IA)^3, through the same API as LoRA."""
+
+import copy
+import re
+
+import pytest
+import torch
+from peft import IA3Config, get_peft_model
+
+from lora_lib import (
+    METHODS,
+    IA3Linear,
+    adapter_state_dict,
+    apply_method,
+    count_parameters,
+    load_adapter,
+    merge_lora,
+    save_adapter,
+    unmerge_lora,
+)
+
+# bert-base-uncased: hidden h, layers L, feed-forward d_ff, a 2-label head of 2h + 2.
+H, L, D_FF = 768, 12, 3072
+HEAD = 2 * H + 2
+M = H // 16  # the bottleneck at reduction factor 16
+ADAPTER = 2 * H * M + M + H  # two weight matrices, two bias vectors
+BERT_BASE_TRAINABLE = {
+    "full": 109_483_778,
+    "head": 1_538,
+    "bitfit": 104_450,
+    "houlsby": 1_790_594,
+    "pfeiffer": 896_066,
+    "ia3": 56_834,
+}
+FORMULAS = {
+    "head": HEAD,
+    # embedding LayerNorm h; per layer q, k, v, attention-out 4h, two LayerNorms 2h, d_ff, out h; pooler h
+    "bitfit": H + L * (7 * H + D_FF) + H + HEAD,
+    "houlsby": 2 * L * ADAPTER + HEAD,
+    "pfeiffer": L * ADAPTER + HEAD,
+    "ia3": L * (2 * H + D_FF) + HEAD,
+}
+# What each method claims to train, as parameter-name patterns (the head trains in every one).
+TRAINS = {
+    "full": r".*",
+    "head": r"classifier\..*",
+    "bitfit": r".*\.bias|classifier\..*",
+    "lora": r".*\.lora_[AB]|classifier\..*",
+    "houlsby": r".*\.adapter_(down|up)\.(weight|bias)|classifier\..*",
+    "pfeiffer": r".*\.adapter_(down|up)\.(weight|bias)|classifier\..*",
+    "ia3": r".*\.ia3_vector|classifier\..*",
+}
+INJECTING = ["bitfit", "lora", "houlsby", "pfeiffer", "ia3"]
+
+
+@pytest.mark.parametrize("method", sorted(BERT_BASE_TRAINABLE))
+def test_bert_base_trainable_counts(bert_base_shape, method):
+    counts = count_parameters(apply_method(bert_base_shape(), method))
+    assert counts["trainable"] == BERT_BASE_TRAINABLE[method]
+    if method in FORMULAS:
+        assert FORMULAS[method] == BERT_BASE_TRAINABLE[method]
+
+
+def test_count_groups(bert_base_shape):
+    groups = count_parameters(apply_method(bert_base_shape(), "houlsby"))["groups"]
+    assert groups["adapter"] == {"total": 2 * L * ADAPTER, "trainable": 2 * L * ADAPTER}
+    assert groups["head"]["trainable"] == HEAD and groups["base"]["trainable"] == 0
+    groups = count_parameters(apply_method(bert_base_shape(), "ia3"))["groups"]
+    assert groups["ia3"]["trainable"] == L * (2 * H + D_FF)
+    groups = count_parameters(apply_method(bert_base_shape(), "bitfit"))["groups"]
+    assert groups["base"]["trainable"] == FORMULAS["bitfit"] - HEAD
+
+
+def test_houlsby_trains_layernorms_when_asked(bert_base_shape):
+    counts = count_parameters(apply_method(bert_base_shape(), "houlsby", train_layernorm=True))
+    layernorms = (1 + 2 * L) * 2 * H  # the embedding LayerNorm and two per layer, weight and bias
+    assert counts["trainable"] == BERT_BASE_TRAINABLE["houlsby"] + layernorms
+
+
+def test_explicit_bottleneck(bert_base_shape):
+    counts = count_parameters(apply_method(bert_base_shape(), "pfeiffer", bottleneck=8))
+    assert counts["trainable"] == L * (2 * H * 8 + 8 + H) + HEAD
+
+
+def test_every_method_has_a_description():
+    assert list(METHODS) == ["full", "head", "bitfit", "lora", "houlsby", "pfeiffer", "ia3"]
+    assert all(len(spec.description) > 20 for spec in METHODS.values())
+
+
+@pytest.mark.parametrize("method", INJECTING)
+def test_no_harm_at_initialisation(model_and_tokenizer, batch, method):
+    model, _ = model_and_tokenizer
+    plain = copy.deepcopy(model)
+    apply_method(model, method)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, plain(**batch).logits, rtol=0, atol=1e-6)
+
+
+def test_adapter_placement(base_twin):
+    model, other, _ = base_twin()
+    apply_method(model, "houlsby")
+    names = sorted(n for n, m in model.named_modules() if type(m).__name__ == "BottleneckAdapter")
+    assert names == [f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.output.dense", "output.dense")]
+    apply_method(other, "pfeiffer")
+    names = sorted(n for n, m in other.named_modules() if type(m).__name__ == "BottleneckAdapter")
+    assert names == [f"bert.encoder.layer.{i}.output.dense" for i in range(2)]
+
+
+def test_ia3_matches_peft_on_the_papers_modules(model_and_tokenizer, batch):
+    model, _ = model_and_tokenizer
+    plain = copy.deepcopy(model)
+    feedforward = r".*\.layer\.\d+\.output\.dense"
+    theirs = get_peft_model(
+        copy.deepcopy(model),
+        IA3Config(target_modules=rf".*\.(key|value)|{feedforward}", feedforward_modules=feedforward, init_ia3_weights=True),
+    ).eval()
+    apply_method(model, "ia3")
+    torch.manual_seed(2)
+    copied = 0
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, IA3Linear):
+                module.ia3_vector.uniform_(0.5, 1.5)
+                their_vector = theirs.base_model.model.get_submodule(name).ia3_l["default"]
+                their_vector.copy_(module.ia3_vector.view_as(their_vector))
+                copied += 1
+        assert copied == 3 * model.config.num_hidden_layers
+        reference = theirs(**batch, output_hidden_states=True)
+        ours = model(**batch, output_hidden_states=True)
+        # The copied vectors must move the encoder's output, or the comparison would prove nothing.
+        assert (reference.hidden_states[-1] - plain(**batch, output_hidden_states=True).hidden_states[-1]).abs().max() > 1e-2
+        torch.testing.assert_close(ours.hidden_states[-1], reference.hidden_states[-1], rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours.logits, reference.logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", list(TRAINS))
+def test_exactly_the_claimed_parameters_train(model_and_tokenizer, batch, method):
+    model, _ = model_and_tokenizer
+    apply_method(model, method)
+    claimed = re.compile(TRAINS[method])
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {name for name, _ in model.named_parameters() if claimed.fullmatch(name)}
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        model(**batch, labels=torch.tensor([1, 0, 1])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, param in model.named_parameters():
+        changed = not torch.equal(param, before[name])
+        assert changed == (name in trainable), f"{name}: changed={changed}, trainable={name in trainable}"
+
+
+@pytest.mark.parametrize("method", INJECTING + ["head"])
+def test_adapter_round_trip(tiny, batch, method, tmp_path):
+    model, _ = tiny
+    fresh = copy.deepcopy(model)
+    apply_method(model, method)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.1)  # stand-in for training
+    save_adapter(model, tmp_path / "a.safetensors")
+    load_adapter(fresh, tmp_path / "a.safetensors")
+    assert fresh.applied_method == model.applied_method
+    assert adapter_state_dict(fresh).keys() == adapter_state_dict(model).keys()
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(**batch).logits, model.eval()(**batch).logits)
+
+
+def test_ia3_merges_and_unmerges(tiny, batch):
+    model, _ = tiny
+    apply_method(model, "ia3")
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, IA3Linear):
+                module.ia3_vector.uniform_(0.5, 1.5)
+        weights = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+        unmerged = model(**batch).logits
+        merge_lora(model)
+        merge_lora(model)  # idempotent
+        torch.testing.assert_close(model(**batch).logits, unmerged, rtol=0, atol=1e-5)
+        unmerge_lora(model)
+        for name, param in model.named_parameters():
+            if name in weights:
+                torch.testing.assert_close(param, weights[name], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(model(**batch).logits, unmerged, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["houlsby", "pfeiffer"])
+def test_bottleneck_adapters_cannot_merge(tiny, method):
+    model, _ = tiny
+    apply_method(model, method)
+    with pytest.raises(ValueError, match="BottleneckAdapter layers have a non-linearity .* only LoRA and \\(IA\\)\\^3 merge"):
+        merge_lora(model)
+
+
+@pytest.mark.parametrize("method", ["full", "head", "bitfit"])
+def test_nothing_to_merge(tiny, method):
+    model, _ = tiny
+    apply_method(model, method)
+    with pytest.raises(ValueError, match="nothing to merge: the model has no LoRA or \\(IA\\)\\^3 layers"):
+        merge_lora(model)
+
+
+def test_reduction_factor_that_leaves_no_bottleneck(tiny):
+    model, _ = tiny
+    with pytest.raises(ValueError, match=r"reduction_factor 64 leaves a bottleneck of 32 // 64 = 0 for hidden size 32"):
+        apply_method(model, "houlsby", reduction_factor=64)
+    with pytest.raises(ValueError, match=r"bottleneck must be an integer from 1 to the hidden size 32, got 0"):
+        apply_method(copy.deepcopy(tiny[0]), "pfeiffer", bottleneck=0)
+
+
+@pytest.mark.parametrize(
+    "method, hparams, message",
+    [
+        ("bitfit", {"rank": 8}, "method 'bitfit' does not take rank; it takes no hyperparameters"),
+        ("ia3", {"targets": ["key"]}, "method 'ia3' does not take targets; it takes no hyperparameters"),
+        ("houlsby", {"rank": 8}, "method 'houlsby' does not take rank; it takes reduction_factor=16, bottleneck=None"),
+        ("full", {"lr": 1e-3}, "method 'full' does not take lr"),
+    ],
+)
+def test_hyperparameters_a_method_does_not_take(tiny, method, hparams, message):
+    model, _ = tiny
+    with pytest.raises(TypeError, match=re.escape(message)):
+        apply_method(model, method, **hparams)
+    assert all(p.requires_grad for p in model.parameters()), "a refused method must leave the model untouched"
+
+
+def test_unknown_activation(tiny):
+    with pytest.raises(ValueError, match="unknown activation 'tanhh'"):
+        apply_method(tiny[0], "houlsby", activation="tanhh")
