@@ -207,13 +207,15 @@ def _pfeiffer(
 ) -> None:
     """One bottleneck adapter per layer, after the feed-forward output projection.
 
-    Pfeiffer et al. (2021, AdapterFusion, section 2.2 and appendix) searched where to put an
-    adapter and found that one after the feed-forward block, at the point where Houlsby puts
-    the second, does as well as Houlsby's two: half the parameters and half the added
-    latency. Here it sits exactly there: after the output projection of the feed-forward
-    block (``layer.N.output.dense``), before its dropout, residual sum and LayerNorm.
-    (AdapterHub's ``SeqBnConfig`` moves the residual around the LayerNorm as well; we keep
-    the same block as Houlsby's so the two differ only in the adapter after attention.)
+    Pfeiffer et al. (2021, AdapterFusion) compared where to put adapters and kept a single
+    one after the feed-forward block, where Houlsby puts the second: it does about as well
+    as Houlsby's two with half the parameters and half the added latency. Here it sits
+    exactly there: after the output projection of the feed-forward block
+    (``layer.N.output.dense``), before its dropout, residual sum and LayerNorm, so Houlsby
+    and Pfeiffer differ only in the adapter after attention. (AdapterHub's ``SeqBnConfig``
+    also applies the block's residual sum and LayerNorm before the adapter,
+    ``original_ln_before=True``; the parameter count is the same.) The activation is
+    AdapterHub's default for this configuration.
     ``L * (2hm + m + h) + 1,538`` = 896,066 trainable for bert-base-uncased, factor 16.
     """
     _add_adapters(model, FFN_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm)
