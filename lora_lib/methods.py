@@ -363,9 +363,12 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
         raise ValueError("the model has no method applied; call apply_method(model, ...) first")
     path = Path(path)
     tensors = {name: t.contiguous() for name, t in adapter_state_dict(model).items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"applied_method": json.dumps(model.applied_method)})
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"applied_method": json.dumps(model.applied_method)})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

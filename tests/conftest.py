@@ -59,3 +59,30 @@ def batch(tiny):
     _, tokenizer = tiny
     sentences = ["a gripping , funny film", "it 's dull and far too long", "not bad at all"]
     return dict(tokenizer(sentences, return_tensors="pt", padding=True))
+
+
+@pytest.fixture
+def sst2_dir():
+    """The real GLUE SST-2 folder from $SST2_DIR. CI always has it; elsewhere the test skips."""
+    folder = os.environ.get("SST2_DIR")
+    if not folder:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set SST2_DIR to the GLUE SST-2 folder")
+        pytest.skip("set SST2_DIR to the GLUE SST-2 folder to run the tests on real data")
+    return folder
+
+
+def write_tsv(folder, name, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder / name
+
+
+@pytest.fixture
+def small_sst2(tmp_path):
+    """A folder of small, well-formed GLUE SST-2 files (sentences with quote marks included)."""
+    folder = tmp_path / "sst2"
+    write_tsv(folder, "train.tsv", "sentence\tlabel\n" + "".join(
+        f"it 's a \"great\" film number {i} \t{i % 2}\n" for i in range(40)))
+    write_tsv(folder, "dev.tsv", "sentence\tlabel\nbad 'n boring\t0\nlovely\t1\n")
+    return folder

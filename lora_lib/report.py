@@ -1,0 +1,207 @@
+"""Figures and tables from a folder of result records.
+
+    python -m lora_lib.report executed --out <folder>
+
+Writes the training loss curves, accuracy against trainable parameters, against training
+time and against peak memory (PNG and SVG), and the results table as LaTeX, markdown and
+CSV. Runs that differ only in their seed form one row, reported as mean and standard
+deviation over the seeds; a row of a single run says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .results import load_record, load_results  # noqa: E402
+
+METHOD_NAMES = {
+    "full": "Full fine-tuning",
+    "head": "Head only",
+    "bitfit": "BitFit",
+    "lora": "LoRA",
+    "houlsby": "Houlsby",
+    "pfeiffer": "Pfeiffer",
+    "ia3": "(IA)^3",
+}
+METHOD_ORDER = list(METHOD_NAMES)
+# Okabe-Ito: distinguishable with every common colour-vision deficiency; markers carry it in print.
+COLORS = ["#000000", "#999999", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442"]
+MARKERS = ["s", "X", "^", "o", "D", "P", "v", "*", "h"]
+FIGURES = ("loss_curves", "accuracy_vs_params", "accuracy_vs_time", "accuracy_vs_memory")
+
+
+def group_of(run_id: str) -> str:
+    """Runs that differ only in their seed share a group: ``lora_r8_s1`` -> ``lora_r8``."""
+    return re.sub(r"_s\d+$", "", run_id)
+
+
+def label_of(method: str, rank) -> str:
+    name = METHOD_NAMES.get(method, method)
+    return f"{name} r={int(rank)}" if method == "lora" and pd.notna(rank) else name
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: accuracy mean and std over seeds, parameters, cost."""
+    if results.empty:
+        raise ValueError("no records to report on")
+    frame = results.assign(group=results["run_id"].map(group_of))
+    rows = []
+    for group, runs in frame.groupby("group", sort=False):
+        first = runs.iloc[0]
+        rows.append({
+            "group": group,
+            "method": first["method"],
+            "rank": first["rank"],
+            "label": label_of(first["method"], first["rank"]),
+            "runs": len(runs),
+            "seeds": ",".join(str(s) for s in sorted(runs["seed"])),
+            "accuracy_mean": runs["dev_accuracy"].mean(),
+            "accuracy_std": runs["dev_accuracy"].std(ddof=1) if len(runs) > 1 else np.nan,
+            "trainable": int(first["trainable"]),
+            "trainable_pct": first["trainable_pct"],
+            "train_minutes": runs["train_seconds"].mean() / 60,
+            "examples_per_second": runs["train_examples_per_second"].mean(),
+            "peak_rss_mb": runs["peak_rss_mb"].mean(),
+        })
+    summary = pd.DataFrame(rows)
+    order = summary["method"].map(lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER))
+    return summary.assign(_order=order).sort_values(["_order", "rank", "group"]).drop(columns="_order").reset_index(drop=True)
+
+
+def _style(method: str) -> dict:
+    index = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return {"color": COLORS[index % len(COLORS)], "marker": MARKERS[index % len(MARKERS)]}
+
+
+def _accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in summary.groupby("method", sort=False):
+        style = _style(method)
+        rows = rows.sort_values(x)
+        ax.errorbar(rows[x], rows["accuracy_mean"] * 100, yerr=rows["accuracy_std"].fillna(0) * 100,
+                    linestyle="-" if len(rows) > 1 else "none", capsize=3, markersize=7,
+                    label=METHOD_NAMES.get(method, method), **style)
+        if method == "lora":
+            for _, row in rows.iterrows():
+                ax.annotate(f"r={int(row['rank'])}", (row[x], row["accuracy_mean"] * 100), textcoords="offset points",
+                            xytext=(4, -12), fontsize=8, color=style["color"])
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="SST-2 validation accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    note = "mean ± std over seeds" if (summary["runs"] > 1).any() else "single runs: no spread yet"
+    ax.set_title(f"{int(summary['runs'].sum())} runs, {note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(records: list[dict]):
+    """The training loss of every run against the epoch, one colour per method."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen = set()
+    for record in sorted(records, key=lambda r: r["run_id"]):
+        curve = pd.DataFrame(record["history"]["train"])
+        if curve.empty:
+            continue
+        method = record["method"]
+        rank = record["config"].get("hparams", {}).get("rank")
+        label = label_of(method, rank)
+        style = _style(method)
+        ax.plot(curve["epoch"], curve["loss"], color=style["color"], alpha=0.7, linewidth=1,
+                linestyle="-" if method != "lora" else ["-", "--", ":", "-."][int(np.log2(rank or 1)) % 4],
+                label=None if label in seen else label)
+        seen.add(label)
+    ax.set(xlabel="epoch", ylabel="training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _format_count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _accuracy_text(row, plus_minus: str) -> str:
+    if np.isnan(row["accuracy_std"]):
+        return f"{row['accuracy_mean'] * 100:.2f} (1 run)"
+    return f"{row['accuracy_mean'] * 100:.2f} {plus_minus} {row['accuracy_std'] * 100:.2f}"
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    lines = ["| method | accuracy (%) | runs | trainable | trainable % | time (min) | memory (MiB) |",
+             "|---|---|---|---|---|---|---|"]
+    for _, row in summary.iterrows():
+        lines.append(f"| {row['label']} | {_accuracy_text(row, '±')} | {row['runs']} | {_format_count(row['trainable'])} "
+                     f"| {row['trainable_pct']:.3f} | {row['train_minutes']:.1f} | {row['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def latex_table(summary: pd.DataFrame) -> str:
+    def tex(text: str) -> str:
+        return text.replace("(IA)^3", "(IA)$^3$").replace("r=", "$r$=").replace("%", r"\%").replace("_", r"\_")
+
+    lines = [r"\begin{tabular}{lrrrrrr}", r"\toprule",
+             r"Method & Accuracy (\%) & Runs & Trainable & Trainable \% & Time (min) & Memory (MiB) \\", r"\midrule"]
+    for _, row in summary.iterrows():
+        lines.append(f"{tex(row['label'])} & {_accuracy_text(row, '$\\pm$')} & {row['runs']} & "
+                     f"{_format_count(row['trainable'])} & {row['trainable_pct']:.3f} & {row['train_minutes']:.1f} & "
+                     f"{row['peak_rss_mb']:.0f} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
+    """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``."""
+    folder, out = Path(folder), Path(out)
+    results = load_results(folder)
+    if results.empty:
+        raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
+    records = [load_record(folder / f"{run_id}.json") for run_id in results["run_id"]]
+    summary = summarize(results)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "loss_curves": loss_curves(records),
+        "accuracy_vs_params": _accuracy_plot(summary, "trainable", "trainable parameters (log scale)", log=True),
+        "accuracy_vs_time": _accuracy_plot(summary, "train_minutes", "training time (minutes)"),
+        "accuracy_vs_memory": _accuracy_plot(summary, "peak_rss_mb", "peak memory while training (MiB)"),
+    }
+    written = {"figures": [], "tables": []}
+    for name, fig in figures.items():
+        for ext in ("png", "svg"):
+            path = out / f"{name}.{ext}"
+            fig.savefig(path, dpi=150)
+            written["figures"].append(path)
+        plt.close(fig)
+    for name, text in (("results_table.tex", latex_table(summary)), ("results_table.md", markdown_table(summary))):
+        (out / name).write_text(text)
+        written["tables"].append(out / name)
+    summary.to_csv(out / "summary.csv", index=False)
+    written["tables"].append(out / "summary.csv")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Figures and tables from a folder of result records.")
+    parser.add_argument("folder", help="the folder of records, e.g. executed")
+    parser.add_argument("--out", required=True, help="where to write the figures and tables")
+    args = parser.parse_args(argv)
+    written = write_report(args.folder, args.out)
+    for paths in written.values():
+        for path in paths:
+            print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The experiment grid: expand ``experiments.yml`` into runs and execute them with papermill.
+
+    python -m lora_lib.sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N]
+
+Each run goes through ``book/train.ipynb`` into ``<output_dir>/<run_id>.ipynb`` and writes
+its record there. A run whose valid record exists is skipped, so a sweep that was stopped
+(at any moment: records are written atomically, last) finishes when started again, with
+no run done twice. A failed run is reported, its notebook kept under ``failed/``, and the
+sweep goes on; the exit status is 1 if any run failed.
+
+The grid file::
+
+    output_dir: executed          # relative to the repository root
+    seeds: [0, 1, 2]
+    defaults: {epochs: 2, batch_size: 32}   # notebook parameters shared by every run
+    runs:
+      - {method: full, lr: 5.0e-5}
+      - {method: lora, rank: [1, 2, 4, 8], lr: 1.0e-3}   # a list expands into one run each
+
+Run ids are the method, ``_r<rank>`` wherever a rank is given, ``_<key><value>`` for any
+other key given as a list, and ``_s<seed>``: ``lora_r8_s0``. An entry may set ``name`` to use instead
+of the method in its ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from .results import record_exists
+from .train import resolve_output_dir
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "book" / "train.ipynb"
+GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
+ID_PREFIX = {"rank": "r"}
+
+
+class GridError(ValueError):
+    """An experiments file that cannot be expanded into runs."""
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class Grid:
+    runs: list[Run]
+    output_dir: Path
+    notebook: Path
+
+
+def expand(path: str | Path) -> Grid:
+    """Read an experiments file and expand it into runs with stable, unique ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise GridError(f"no experiments file at {path}")
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict) or "runs" not in spec:
+        raise GridError(f"{path}: expected a mapping with a 'runs' list (see lora_lib.sweep's docstring)")
+    unknown = sorted(set(spec) - GRID_KEYS)
+    if unknown:
+        raise GridError(f"{path}: unknown key(s) {', '.join(unknown)}; the grid takes {', '.join(sorted(GRID_KEYS))}")
+    seeds = spec.get("seeds", [0])
+    defaults = spec.get("defaults") or {}
+    runs: dict[str, Run] = {}
+    for number, entry in enumerate(spec["runs"], start=1):
+        if not isinstance(entry, dict) or "method" not in entry:
+            raise GridError(f"{path}: run entry {number} needs a 'method', got {entry!r}")
+        entry = dict(entry)
+        name = entry.pop("name", entry["method"])
+        varying = [k for k, v in entry.items() if isinstance(v, list)]
+        for values in itertools.product(*(entry[k] for k in varying)):
+            chosen = dict(zip(varying, values))
+            named = {k: v for k, v in {**entry, **chosen}.items() if k in ID_PREFIX or k in chosen}
+            suffix = "".join(f"_{ID_PREFIX.get(k, k)}{v}" for k, v in named.items())
+            for seed in seeds:
+                run_id = f"{name}{suffix}_s{seed}"
+                if run_id in runs:
+                    raise GridError(f"{path}: run id {run_id} comes out twice; give one of the entries a 'name'")
+                params = {**defaults, **entry, **chosen, "seed": seed, "run_id": run_id}
+                runs[run_id] = Run(run_id, params)
+    root = path.resolve().parent
+    return Grid(
+        runs=list(runs.values()),
+        output_dir=resolve_output_dir(spec.get("output_dir", "executed"), start=root),
+        notebook=(root / spec["notebook"]) if "notebook" in spec else NOTEBOOK,
+    )
+
+
+def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
+    """Run one notebook through papermill; return ``(status, message)``.
+
+    The executed notebook is written beside the record only once the run succeeded; a failed
+    one goes to ``<output_dir>/failed/`` for reading, and a stopped one is left as a hidden
+    ``.partial`` file that the next attempt overwrites.
+    """
+    out = grid.output_dir
+    partial = out / f".{run.run_id}.ipynb.partial"
+    parameters = {**run.parameters, "output_dir": str(out)}
+    command = [sys.executable, "-m", "papermill", str(grid.notebook), str(partial), "--no-progress-bar",
+               "--cwd", str(grid.notebook.parent), "-y", yaml.safe_dump(parameters)]
+    result = subprocess.run(command, text=True, capture_output=True, env={**os.environ, **(env or {})},
+                            preexec_fn=_stop_with_parent)
+    if result.returncode == 0 and record_exists(out, run.run_id):
+        partial.replace(out / f"{run.run_id}.ipynb")
+        return "done", ""
+    failed = out / "failed"
+    failed.mkdir(exist_ok=True)
+    if partial.exists():
+        partial.replace(failed / f"{run.run_id}.ipynb")
+    lines = [line for line in (result.stderr or "").strip().splitlines() if line.strip()]
+    return "failed", lines[-1] if lines else f"papermill exited with {result.returncode} and wrote no record"
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to stop papermill (and so its kernel) if the sweep itself is killed, so a
+    restarted sweep never races an orphaned run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: bool = False) -> dict[str, list]:
+    """Run every run of ``grid`` that matches ``only`` and has no valid record yet."""
+    selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
+    todo = [r for r in selected if not record_exists(grid.output_dir, r.run_id)]
+    summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
+    if dry_run:
+        for r in todo:
+            print(r.run_id, " ".join(f"{k}={v}" for k, v in r.parameters.items() if k != "run_id"))
+        summary["would_run"] = [r.run_id for r in todo]
+        return summary
+    grid.output_dir.mkdir(parents=True, exist_ok=True)
+    devices = _free_slots(jobs)
+    lock = threading.Lock()
+    with tqdm(total=len(todo), desc="runs", unit="run") as bar:
+
+        def one(run: Run):
+            with lock:
+                slot = devices.pop()
+            try:
+                status, message = execute(run, grid, env=slot)
+            finally:
+                with lock:
+                    devices.append(slot)
+            with lock:
+                summary[status].append(run.run_id)
+                if status == "failed":
+                    bar.write(f"FAILED {run.run_id}: {message}")
+                bar.update()
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, todo))
+    return summary
+
+
+def _free_slots(jobs: int) -> list[dict]:
+    """One environment per parallel job: a GPU each where there are several, else a share of the cores."""
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except ImportError:
+        gpus = 0
+    if gpus >= jobs > 1:
+        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(jobs)]
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return [{"OMP_NUM_THREADS": threads} for _ in range(jobs)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lora-sweep", description="Run the experiment grid through papermill.")
+    parser.add_argument("experiments", help="the grid file, e.g. experiments.yml")
+    parser.add_argument("--only", action="append", metavar="PATTERN",
+                        help="run ids to run, as shell patterns (lora_r8_*); repeatable")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU each where there are enough)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would run, and run nothing")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        grid = expand(args.experiments)
+    except GridError as err:
+        parser.error(str(err))
+    if not grid.notebook.is_file():
+        parser.error(f"the training notebook {grid.notebook} does not exist (jupytext --sync book/train.md makes it)")
+    summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")
+        return 0
+    print(f"{len(summary['done'])} done, {len(summary['skipped'])} skipped (already done), {len(summary['failed'])} failed")
+    for run_id in summary["failed"]:
+        print(f"  failed: {run_id} (notebook in {grid.output_dir / 'failed' / (run_id + '.ipynb')})")
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

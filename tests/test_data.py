@@ -1,0 +1,100 @@
+import pytest
+
+from lora_lib.data import (
+    DataError,
+    PadPerBatch,
+    load_sst2,
+    padding_efficiency,
+    split_holdout,
+    subsample,
+    tokenize,
+)
+from lora_lib.models import load_tokenizer
+from conftest import write_tsv
+
+
+def test_reads_glue_tsv_without_quoting(small_sst2):
+    splits = load_sst2(small_sst2, expected_rows=None)
+    assert len(splits["train"]) == 40 and len(splits["validation"]) == 2
+    assert splits["train"][0] == {"sentence": 'it \'s a "great" film number 0 ', "label": 0}
+    assert splits["validation"]["sentence"] == ["bad 'n boring", "lovely"]
+
+
+def test_sst2_dir_from_the_environment(small_sst2, monkeypatch):
+    monkeypatch.setenv("SST2_DIR", str(small_sst2))
+    assert len(load_sst2(expected_rows=None)["validation"]) == 2
+
+
+def test_full_row_counts_are_checked(small_sst2):
+    with pytest.raises(DataError, match=r"train.tsv: 40 rows, expected 67,349 for the full SST-2 train split"):
+        load_sst2(small_sst2)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("sentence\n", r"dev.tsv: the header is \['sentence'\], expected the columns \['sentence', 'label'\]"),
+        ("sentence\tlabel\nfine\t2\n", r"dev.tsv, line 2: label '2', expected 0 or 1"),
+        ("sentence\tlabel\nfine\t1\nno label here\n", r"dev.tsv, line 3: 1 fields, expected 2 \(sentence, label\)"),
+        ("sentence\tlabel\n \t1\n", r"dev.tsv, line 2: the sentence is empty"),
+        ("", r"dev.tsv: the header is None"),
+    ],
+)
+def test_malformed_files(small_sst2, text, message):
+    write_tsv(small_sst2, "dev.tsv", text)
+    with pytest.raises(DataError, match=message):
+        load_sst2(small_sst2, expected_rows=None)
+
+
+def test_missing_file_and_folder(small_sst2, tmp_path):
+    (small_sst2 / "dev.tsv").unlink()
+    with pytest.raises(DataError, match=r"dev.tsv: no such file; a GLUE SST-2 folder holds train.tsv and dev.tsv"):
+        load_sst2(small_sst2, expected_rows=None)
+    with pytest.raises(DataError, match=r"SST-2 folder .*nowhere does not exist; point data_dir or SST2_DIR"):
+        load_sst2(tmp_path / "nowhere")
+
+
+def test_no_folder_and_no_hub_says_how_to_fix_it(monkeypatch):
+    monkeypatch.delenv("SST2_DIR", raising=False)
+    with pytest.raises(DataError, match=r"could not load SST-2 from the Hugging Face Hub .* set SST2_DIR"):
+        load_sst2()
+
+
+def test_subsample_and_holdout_are_fixed_and_disjoint(small_sst2):
+    train = load_sst2(small_sst2, expected_rows=None)["train"]
+    rest, holdout = split_holdout(train, 10)
+    assert len(rest) == 30 and len(holdout) == 10
+    assert set(rest["sentence"]).isdisjoint(holdout["sentence"])
+    assert split_holdout(train, 10)[1]["sentence"] == holdout["sentence"]
+    assert subsample(rest, 5, seed=1)["sentence"] == subsample(rest, 5, seed=1)["sentence"]
+    assert subsample(rest, 5, seed=1)["sentence"] != subsample(rest, 5, seed=2)["sentence"]
+    assert subsample(rest, None, seed=1) is rest
+    with pytest.raises(ValueError, match="holdout_size must be between 1 and 39, got 40"):
+        split_holdout(train, 40)
+
+
+def test_tokenize_without_padding_then_pad_per_batch(small_sst2):
+    tokenizer = load_tokenizer()
+    data = tokenize(load_sst2(small_sst2, expected_rows=None), tokenizer, max_length=8)
+    assert data["validation"]["length"] == [len(tokenizer("bad 'n boring")["input_ids"]), 3]
+    assert max(data["train"]["length"]) == 8  # truncated
+    batch = PadPerBatch(tokenizer)([data["validation"][0], data["validation"][1]])
+    assert batch["input_ids"].shape == (2, data["validation"]["length"][0])
+    assert batch["labels"].tolist() == [0, 1] and "length" not in batch
+
+
+@pytest.mark.slow
+def test_real_sst2(sst2_dir):
+    splits = load_sst2(sst2_dir)
+    assert {s: len(d) for s, d in splits.items()} == {"train": 67_349, "validation": 872}
+    assert set(splits["train"]["label"]) == {0, 1}
+    assert sum(splits["validation"]["label"]) == 444  # GLUE's dev split: 444 positive, 428 negative
+
+
+@pytest.mark.slow
+def test_length_grouped_batches_are_mostly_real_tokens(sst2_dir):
+    lengths = tokenize(load_sst2(sst2_dir)["train"], load_tokenizer())["length"]
+    grouped = padding_efficiency(lengths, 32)
+    padded_to_128 = padding_efficiency(lengths, 32, pad_to=128, grouped=False)
+    assert grouped > 0.93 and padded_to_128 < 0.12
+    assert grouped / padded_to_128 > 8

@@ -1,0 +1,189 @@
+"""The notebook through papermill, the sweep over a small grid, and the report on its records."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from lora_lib import report, sweep
+from lora_lib.results import load_record, load_results
+from lora_lib.train import resolve_output_dir
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "book" / "train.ipynb"
+TINY = {"model_name": "tiny-random", "max_steps": 3, "batch_size": 16, "max_train_samples": 64, "logging_steps": 1}
+
+
+def write_grid(folder: Path, runs: list, seeds=(0,)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = {"output_dir": "executed", "seeds": list(seeds), "defaults": TINY, "runs": runs}
+    (folder / "experiments.yml").write_text(json.dumps(grid))  # JSON is YAML
+    return folder / "experiments.yml"
+
+
+def cells(notebook):
+    return [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in notebook.cells]
+
+
+def test_notebook_pair_is_in_sync():
+    markdown = jupytext.read(REPO / "book" / "train.md")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert cells(markdown) == cells(notebook), "book/train.md and book/train.ipynb differ: run jupytext --sync book/train.md"
+    assert cells(notebook)[1][2] == ["parameters"]
+
+
+def test_output_dir_resolves_to_the_repository_root_from_anywhere():
+    assert resolve_output_dir("executed", start=REPO) == REPO / "executed"
+    assert resolve_output_dir("executed", start=REPO / "book") == REPO / "executed"
+    assert resolve_output_dir("/tmp/elsewhere", start=REPO / "book") == Path("/tmp/elsewhere")
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A stand-in checkout (book/train.ipynb, lora_lib/) where the notebook can write executed/."""
+    root = tmp_path_factory.mktemp("checkout")
+    (root / "book").mkdir()
+    (root / "lora_lib").mkdir()
+    shutil.copy(NOTEBOOK, root / "book" / "train.ipynb")
+    return root
+
+
+def papermill(cwd, notebook, out, *params):
+    args = [sys.executable, "-m", "papermill", notebook, out, "--no-progress-bar"]
+    for key, value in params:
+        args += ["-p", key, str(value)]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def tiny_params(**extra):
+    return [(k, v) for k, v in {**TINY, **extra}.items()]
+
+
+def test_papermill_from_the_root_and_from_book(sst2_dir, checkout):
+    done = papermill(checkout, "book/train.ipynb", "executed/lora_r4_s0.ipynb", ("method", "lora"), ("rank", 4),
+                     *tiny_params())
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = load_record(checkout / "executed" / "lora_r4_s0.json")
+    assert record["config"]["hparams"]["rank"] == 4 and record["cost"]["train_steps"] == 3
+    executed = nbformat.read(checkout / "executed" / "lora_r4_s0.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the loss curve is shown"
+    assert any("accuracy" in o.get("text", "") for o in outputs)
+
+    inside = papermill(checkout / "book", "train.ipynb", str(checkout / "out.ipynb"), ("rank", 2), *tiny_params())
+    assert inside.returncode == 0, inside.stderr[-2000:]
+    assert load_record(checkout / "executed" / "lora_r2_s0.json")["config"]["output_dir"] == str(checkout / "executed")
+
+
+def test_grid_expansion(tmp_path):
+    path = write_grid(tmp_path, [{"method": "lora", "rank": [1, 8], "lr": 1e-3}, {"method": "head"},
+                                 {"method": "lora", "name": "lora_rs", "rank": [8], "use_rslora": True}], seeds=[0, 2])
+    grid = sweep.expand(path)
+    assert [r.run_id for r in grid.runs] == ["lora_r1_s0", "lora_r1_s2", "lora_r8_s0", "lora_r8_s2", "head_s0", "head_s2",
+                                             "lora_rs_r8_s0", "lora_rs_r8_s2"]
+    assert grid.runs[2].parameters == {**TINY, "method": "lora", "rank": 8, "lr": 1e-3, "seed": 0, "run_id": "lora_r8_s0"}
+    assert grid.output_dir == tmp_path / "executed"
+
+
+def test_repository_grid_is_the_study():
+    ids = {r.run_id for r in sweep.expand(REPO / "experiments.yml").runs}
+    expected = {f"{m}_s{s}" for m in ("full", "head", "bitfit", "houlsby", "pfeiffer", "ia3") for s in range(3)}
+    expected |= {f"lora_r{r}_s{s}" for r in (1, 2, 4, 8, 16, 32, 64) for s in range(3)}
+    assert ids == expected
+
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        ([{"method": "lora", "rank": [8, 8]}], "run id lora_r8_s0 comes out twice"),
+        ([{"rank": 8}], "run entry 1 needs a 'method'"),
+    ],
+)
+def test_bad_grids(tmp_path, runs, message):
+    with pytest.raises(sweep.GridError, match=message):
+        sweep.expand(write_grid(tmp_path, runs))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, sst2_dir):
+    """A sweep over a small grid (two methods, two seeds, and one run that fails) with two jobs."""
+    folder = tmp_path_factory.mktemp("grid")
+    path = write_grid(folder, [{"method": "lora", "rank": 2, "lr": 1e-3}, {"method": "bitfit", "lr": 1e-3},
+                               {"method": "head", "name": "broken", "lr": -1.0}], seeds=[0, 1])
+    out = subprocess.run([sys.executable, "-m", "lora_lib.sweep", str(path), "--jobs", "2"], capture_output=True,
+                         text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return path, folder / "executed", out
+
+
+def test_sweep_runs_the_grid_and_reports_failures(swept):
+    path, executed, out = swept
+    assert out.returncode == 1, out.stdout + out.stderr[-3000:]
+    assert "4 done, 0 skipped (already done), 2 failed" in out.stdout
+    assert "FAILED broken_s0: ValueError: lr must be > 0, got -1.0" in out.stderr
+    assert sorted(p.name for p in executed.glob("*.json")) == ["bitfit_s0.json", "bitfit_s1.json", "lora_r2_s0.json", "lora_r2_s1.json"]
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["bitfit_s0.ipynb", "bitfit_s1.ipynb", "lora_r2_s0.ipynb", "lora_r2_s1.ipynb"]
+    assert sorted(p.name for p in (executed / "failed").iterdir()) == ["broken_s0.ipynb", "broken_s1.ipynb"]
+    assert not list(executed.glob(".*"))  # no partial notebook or temporary record left
+
+
+def test_sweep_again_skips_what_is_done(swept):
+    path, executed, _ = swept
+    before = {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")}
+    dry = subprocess.run([sys.executable, "-m", "lora_lib.sweep", str(path), "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 0 and "2 to run, 4 already done" in dry.stdout
+    again = subprocess.run([sys.executable, "-m", "lora_lib.sweep", str(path), "--only", "lora_*"], capture_output=True,
+                           text=True)
+    assert again.returncode == 0 and "0 done, 2 skipped (already done), 0 failed" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")} == before
+
+
+def test_report_on_the_sweeps_records(swept, tmp_path):
+    _, executed, _ = swept
+    written = report.write_report(executed, tmp_path / "report")
+    names = sorted(p.name for paths in written.values() for p in paths)
+    assert names == sorted([f"{f}.{e}" for f in report.FIGURES for e in ("png", "svg")]
+                           + ["results_table.tex", "results_table.md", "summary.csv"])
+    assert all(p.stat().st_size > 1000 for p in written["figures"])
+    summary = report.summarize(load_results(executed))
+    assert summary["group"].tolist() == ["bitfit", "lora_r2"] and summary["runs"].tolist() == [2, 2]
+    table = (tmp_path / "report" / "results_table.md").read_text()
+    bitfit = summary.iloc[0]
+    assert f"| BitFit | {bitfit['accuracy_mean'] * 100:.2f} ± {bitfit['accuracy_std'] * 100:.2f} | 2 |" in table
+    latex = (tmp_path / "report" / "results_table.tex").read_text()
+    assert latex.count(r"\\") == 3 and r"$\pm$" in latex and r"\toprule" in latex
+
+
+def test_report_cli_on_an_empty_folder(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lora_lib.report", str(tmp_path), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "holds no result records" in out.stderr
+
+
+def test_stopped_sweep_resumes_without_redoing_runs(sst2_dir, tmp_path):
+    path = write_grid(tmp_path, [{"method": "lora", "rank": 2, "lr": 1e-3}], seeds=[0, 1, 2])
+    executed = tmp_path / "executed"
+    command = [sys.executable, "-m", "lora_lib.sweep", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 300
+    while not list(executed.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # the hardest stop: no clean-up code runs
+    process.wait()
+    time.sleep(3)  # an orphaned run, if any, would write its record now
+    first = {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")}
+    assert 1 <= len(first) < 3
+    resumed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{3 - len(first)} done, {len(first)} skipped (already done), 0 failed" in resumed.stdout
+    assert sorted(p.name for p in executed.glob("*.json")) == ["lora_r2_s0.json", "lora_r2_s1.json", "lora_s2.json"]
+    assert all(executed.joinpath(name).stat().st_mtime_ns == t for name, t in first.items())

@@ -1,0 +1,148 @@
+"""One run: a record that validates, repeatable, nothing written by a run that does not finish."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from transformers import set_seed
+
+from lora_lib import load_adapter, load_model
+from lora_lib import train as train_module
+from lora_lib.results import load_record
+from lora_lib.train import NaNLossError, RunConfig, run, train
+
+
+def tiny_config(tmp_path, **overrides):
+    return {"model_name": "tiny-random", "method": "lora", "hparams": {"rank": 4}, "lr": 1e-3, "max_steps": 6,
+            "batch_size": 16, "max_train_samples": 96, "logging_steps": 2, "output_dir": str(tmp_path), **overrides}
+
+
+def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
+    record = run(tiny_config(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lora_r4_s0.json", "lora_r4_s0.safetensors"]
+    assert load_record(tmp_path / "lora_r4_s0.json") == record
+    assert record["config"]["hparams"] == {"rank": 4, "alpha": 16, "targets": ["query", "value"], "dropout": 0.0, "use_rslora": False}
+    assert record["metrics"]["eval_split"] == "validation" and 0 <= record["metrics"]["dev_accuracy"] <= 1
+    cost = record["cost"]
+    assert cost["train_steps"] == 6 and cost["train_examples"] == 6 * 16
+    assert cost["train_tokens"] > cost["train_examples"] and cost["peak_rss_mb"] > 0
+    assert [h["step"] for h in record["history"]["train"]] == [2, 4, 6]
+    assert record["params"]["trainable"] == 2 * 2 * (4 * 32 + 32 * 4) + 66  # layers x (query, value) x (A + B), head
+    assert record["environment"]["torch"] == torch.__version__
+
+    model, _ = load_model("tiny-random")
+    load_adapter(model, tmp_path / "lora_r4_s0.safetensors")
+    assert model.applied_method == {"method": "lora", "hparams": record["config"]["hparams"]}
+
+
+def test_full_fine_tuning_saves_no_weights(sst2_dir, tmp_path):
+    record = run(tiny_config(tmp_path, method="full", hparams={}, max_steps=2))
+    assert record["adapter_file"] is None
+    assert [p.name for p in tmp_path.iterdir()] == ["full_s0.json"]
+
+
+def test_same_config_and_seed_same_result(sst2_dir, tmp_path):
+    first, _ = train(tiny_config(tmp_path))
+    second, _ = train(tiny_config(tmp_path))
+    other_seed, _ = train(tiny_config(tmp_path, seed=1))
+    assert first["metrics"] == second["metrics"]
+    assert [h["loss"] for h in first["history"]["train"]] == [h["loss"] for h in second["history"]["train"]]
+    assert [h["loss"] for h in first["history"]["train"]] != [h["loss"] for h in other_seed["history"]["train"]]
+    assert list(tmp_path.iterdir()) == []  # train() writes nothing
+
+
+@pytest.mark.parametrize("model_name", ["tiny-random", pytest.param(None, marks=pytest.mark.slow, id="default-model")])
+@pytest.mark.parametrize("method", ["lora", "houlsby", "bitfit"])
+def test_frozen_weights_are_bit_identical_after_training(sst2_dir, tmp_path, model_name, method):
+    record, model = train(tiny_config(tmp_path, model_name=model_name, method=method, hparams={}, max_steps=3))
+    set_seed(0)
+    fresh, _ = load_model(model_name)
+    fresh_params = dict(fresh.named_parameters())
+    frozen = [(n, p) for n, p in model.named_parameters() if not p.requires_grad]
+    assert len(frozen) > 0
+    for name, param in frozen:
+        assert torch.equal(param, fresh_params[name.replace(".base_layer", "")]), name
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sum(not torch.equal(p, fresh_params[n]) for n, p in model.named_parameters() if n in fresh_params and n in trained) > 0
+
+
+@pytest.mark.slow
+def test_default_model_few_steps_on_real_sst2(sst2_dir, tmp_path):
+    config = tiny_config(tmp_path, model_name=None, hparams={"rank": 8}, max_steps=4, batch_size=32, max_train_samples=None)
+    record = run(config)
+    assert load_record(tmp_path / "lora_r8_s0.json")["params"]["trainable"] == 74_498
+    assert record["params"]["trainable_pct"] < 1
+    assert record["cost"]["train_examples"] == 128
+
+
+def test_nan_loss_stops_the_run_and_writes_nothing(sst2_dir, tmp_path, monkeypatch):
+    real_apply = train_module.apply_method
+
+    def apply_then_break(model, method, **hparams):
+        real_apply(model, method, **hparams)
+        model.classifier.register_forward_hook(lambda module, args, out: out * float("nan"))
+        return model
+
+    monkeypatch.setattr(train_module, "apply_method", apply_then_break)
+    with pytest.raises(NaNLossError, match="the training loss is nan at step 2; the run stops without a record"):
+        run(tiny_config(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_run_leaves_no_record(sst2_dir, tmp_path):
+    code = f"from lora_lib.train import run; run({tiny_config(tmp_path, max_steps=100_000)!r})"
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    training = threading.Event()
+
+    def watch():
+        for chunk in iter(lambda: process.stderr.read(64), b""):
+            if b"it/s" in chunk:
+                training.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        assert training.wait(timeout=120), "the run never started training"
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        ({"learning_rate": 1e-3}, TypeError, r"unknown config key\(s\) learning_rate; a run config takes: .*lr"),
+        ({"method": "prefix"}, ValueError, r"unknown method 'prefix'; known methods: full, head"),
+        ({"method": "bitfit", "hparams": {"rank": 8}}, TypeError, r"method 'bitfit' does not take rank; it takes nothing"),
+        ({"precision": "fp16"}, ValueError, r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"),
+        ({"device": "tpu"}, ValueError, r"device must be one of \('auto', 'cpu', 'cuda'\)"),
+        ({"eval_split": "test"}, ValueError, r"eval_split must be one of \('validation', 'holdout'\)"),
+        ({"lr": 0}, ValueError, r"lr must be > 0"),
+        ({"max_steps": 0}, ValueError, r"max_steps must be at least 1"),
+        ({"warmup_ratio": 1.5}, ValueError, r"warmup_ratio must be in \[0, 1\)"),
+    ],
+)
+def test_bad_config(config, error, message):
+    with pytest.raises(error, match=message):
+        RunConfig.from_dict(config)
+
+
+def test_run_ids():
+    assert RunConfig().run_id == "lora_r8_s0"
+    assert RunConfig(hparams={"rank": 64}, seed=2).run_id == "lora_r64_s2"
+    assert RunConfig(method="houlsby", seed=1).run_id == "houlsby_s1"
+    assert RunConfig(run_id="mine").run_id == "mine"
+
+
+def test_cuda_when_there_is_none():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="device 'cuda' was asked for, but torch sees no CUDA device"):
+        train_module.resolve_device("cuda")
