@@ -154,10 +154,11 @@ def latex_table(summary: pd.DataFrame) -> str:
 
     lines = [r"\begin{tabular}{lrrrrrr}", r"\toprule",
              r"Method & Accuracy (\%) & Runs & Trainable & Trainable \% & Time (min) & Memory (MiB) \\", r"\midrule"]
+    plus_minus, end = r"$\pm$", r" \\"
     for _, row in summary.iterrows():
-        lines.append(f"{tex(row['label'])} & {_accuracy_text(row, '$\\pm$')} & {row['runs']} & "
+        lines.append(f"{tex(row['label'])} & {_accuracy_text(row, plus_minus)} & {row['runs']} & "
                      f"{_format_count(row['trainable'])} & {row['trainable_pct']:.3f} & {row['train_minutes']:.1f} & "
-                     f"{row['peak_rss_mb']:.0f} \\\\")
+                     f"{row['peak_rss_mb']:.0f}{end}")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

@@ -94,11 +94,25 @@ def expand(path: str | Path) -> Grid:
                 params = {**defaults, **entry, **chosen, "seed": seed, "run_id": run_id}
                 runs[run_id] = Run(run_id, params)
     root = path.resolve().parent
-    return Grid(
-        runs=list(runs.values()),
-        output_dir=resolve_output_dir(spec.get("output_dir", "executed"), start=root),
-        notebook=(root / spec["notebook"]) if "notebook" in spec else NOTEBOOK,
-    )
+    notebook = (root / spec["notebook"]) if "notebook" in spec else NOTEBOOK
+    if not notebook.is_file():
+        raise GridError(f"the training notebook {notebook} does not exist (jupytext --sync book/train.md makes it)")
+    # papermill would quietly ignore a parameter the notebook does not have: refuse it here.
+    known = set(notebook_parameters(notebook))
+    for run in runs.values():
+        unknown = sorted(set(run.parameters) - known)
+        if unknown:
+            raise GridError(f"{path}: {run.run_id} sets {', '.join(unknown)}, which {notebook.name} does not take; "
+                            f"its parameters are: {', '.join(sorted(known))}")
+    return Grid(runs=list(runs.values()), output_dir=resolve_output_dir(spec.get("output_dir", "executed"), start=root),
+                notebook=notebook)
+
+
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's ``parameters`` cell defines."""
+    import papermill
+
+    return list(papermill.inspect_notebook(str(notebook)))
 
 
 def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
@@ -198,8 +212,6 @@ def main(argv: list[str] | None = None) -> int:
         grid = expand(args.experiments)
     except GridError as err:
         parser.error(str(err))
-    if not grid.notebook.is_file():
-        parser.error(f"the training notebook {grid.notebook} does not exist (jupytext --sync book/train.md makes it)")
     summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run)
     if args.dry_run:
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")

@@ -61,7 +61,7 @@ def batch(tiny):
     return dict(tokenizer(sentences, return_tensors="pt", padding=True))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sst2_dir():
     """The real GLUE SST-2 folder from $SST2_DIR. CI always has it; elsewhere the test skips."""
     folder = os.environ.get("SST2_DIR")

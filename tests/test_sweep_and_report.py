@@ -51,7 +51,8 @@ def checkout(tmp_path_factory):
     """A stand-in checkout (book/train.ipynb, lora_lib/) where the notebook can write executed/."""
     root = tmp_path_factory.mktemp("checkout")
     (root / "book").mkdir()
-    (root / "lora_lib").mkdir()
+    (root / "lora_lib").symlink_to(REPO / "lora_lib")
+    (root / "executed").mkdir()  # the repository keeps it (executed/.gitkeep)
     shutil.copy(NOTEBOOK, root / "book" / "train.ipynb")
     return root
 
@@ -105,6 +106,7 @@ def test_repository_grid_is_the_study():
     "runs, message",
     [
         ([{"method": "lora", "rank": [8, 8]}], "run id lora_r8_s0 comes out twice"),
+        ([{"method": "lora", "learning_rate": 1e-3}], "lora_s0 sets learning_rate, which train.ipynb does not take"),
         ([{"rank": 8}], "run entry 1 needs a 'method'"),
     ],
 )
@@ -128,7 +130,7 @@ def test_sweep_runs_the_grid_and_reports_failures(swept):
     path, executed, out = swept
     assert out.returncode == 1, out.stdout + out.stderr[-3000:]
     assert "4 done, 0 skipped (already done), 2 failed" in out.stdout
-    assert "FAILED broken_s0: ValueError: lr must be > 0, got -1.0" in out.stderr
+    assert "FAILED broken_s0: ValueError: lr must be > 0, got -1.0" in out.stdout
     assert sorted(p.name for p in executed.glob("*.json")) == ["bitfit_s0.json", "bitfit_s1.json", "lora_r2_s0.json", "lora_r2_s1.json"]
     assert sorted(p.name for p in executed.glob("*.ipynb")) == ["bitfit_s0.ipynb", "bitfit_s1.ipynb", "lora_r2_s0.ipynb", "lora_r2_s1.ipynb"]
     assert sorted(p.name for p in (executed / "failed").iterdir()) == ["broken_s0.ipynb", "broken_s1.ipynb"]
@@ -185,5 +187,5 @@ def test_stopped_sweep_resumes_without_redoing_runs(sst2_dir, tmp_path):
     resumed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{3 - len(first)} done, {len(first)} skipped (already done), 0 failed" in resumed.stdout
-    assert sorted(p.name for p in executed.glob("*.json")) == ["lora_r2_s0.json", "lora_r2_s1.json", "lora_s2.json"]
+    assert sorted(p.name for p in executed.glob("*.json")) == ["lora_r2_s0.json", "lora_r2_s1.json", "lora_r2_s2.json"]
     assert all(executed.joinpath(name).stat().st_mtime_ns == t for name, t in first.items())
