@@ -198,7 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", help="the folder of records, e.g. executed")
     parser.add_argument("--out", required=True, help="where to write the figures and tables")
     args = parser.parse_args(argv)
-    written = write_report(args.folder, args.out)
+    try:
+        written = write_report(args.folder, args.out)
+    except (ValueError, FileNotFoundError) as err:  # RecordError is a ValueError
+        parser.error(str(err))
     for paths in written.values():
         for path in paths:
             print(path)

@@ -124,10 +124,13 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
     """
     out = grid.output_dir
     partial = out / f".{run.run_id}.ipynb.partial"
-    parameters = {**run.parameters, "output_dir": str(out)}
-    command = [sys.executable, "-m", "papermill", str(grid.notebook), str(partial), "--no-progress-bar",
-               "--cwd", str(grid.notebook.parent), "-y", yaml.safe_dump(parameters)]
-    result = subprocess.run(command, text=True, capture_output=True, env={**os.environ, **(env or {})},
+    # Paths relative to the checkout, so that no path of this machine lands in the records or
+    # in the executed notebooks' metadata; the kernel runs in book/ and resolves them from there.
+    root = grid.notebook.parent.parent
+    parameters = {**run.parameters, "output_dir": _relative(out, root)}
+    command = [sys.executable, "-m", "papermill", _relative(grid.notebook, root), _relative(partial, root),
+               "--no-progress-bar", "--cwd", _relative(grid.notebook.parent, root), "-y", yaml.safe_dump(parameters)]
+    result = subprocess.run(command, cwd=root, text=True, capture_output=True, env={**os.environ, **(env or {})},
                             preexec_fn=_stop_with_parent)
     if result.returncode == 0 and record_exists(out, run.run_id):
         partial.replace(out / f"{run.run_id}.ipynb")
@@ -138,6 +141,10 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
         partial.replace(failed / f"{run.run_id}.ipynb")
     lines = [line for line in (result.stderr or "").strip().splitlines() if line.strip()]
     return "failed", lines[-1] if lines else f"papermill exited with {result.returncode} and wrote no record"
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _stop_with_parent() -> None:

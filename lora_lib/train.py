@@ -60,7 +60,7 @@ class RunConfig:
     device: str = "auto"
     logging_steps: int = 50
     data_dir: str | None = None  # None: $SST2_DIR, else the Hub
-    output_dir: str = "executed"
+    output_dir: str = "executed"  # relative: to the repository root (see resolve_output_dir)
     run_id: str | None = None  # None: derived, e.g. "lora_r8_s0"
 
     @classmethod
@@ -213,7 +213,7 @@ def run(config: RunConfig | dict) -> dict:
     both atomically: a run that fails or is killed before the end leaves no record.
     """
     record, model = train(config)
-    folder = Path(record["config"]["output_dir"])
+    folder = resolve_output_dir(record["config"]["output_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     if record["method"] != "full":
         record["adapter_file"] = save_adapter(model, folder / f"{record['run_id']}.safetensors").name
