@@ -84,7 +84,8 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
-        return self.base_layer(x) + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
+        # Scaling the r-wide intermediate costs r / out_features of scaling the output.
+        return self.base_layer(x) + (self.dropout(x) @ self.lora_A.T * self.scaling) @ self.lora_B.T
 
     @torch.no_grad()
     def merge(self, safe: bool = False) -> None:

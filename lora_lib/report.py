@@ -83,7 +83,7 @@ def _style(method: str) -> dict:
     return {"color": COLORS[index % len(COLORS)], "marker": MARKERS[index % len(MARKERS)]}
 
 
-def _accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False):
+def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, rows in summary.groupby("method", sort=False):
         style = _style(method)
@@ -174,9 +174,9 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     out.mkdir(parents=True, exist_ok=True)
     figures = {
         "loss_curves": loss_curves(records),
-        "accuracy_vs_params": _accuracy_plot(summary, "trainable", "trainable parameters (log scale)", log=True),
-        "accuracy_vs_time": _accuracy_plot(summary, "train_minutes", "training time (minutes)"),
-        "accuracy_vs_memory": _accuracy_plot(summary, "peak_rss_mb", "peak memory while training (MiB)"),
+        "accuracy_vs_params": accuracy_plot(summary, "trainable", "trainable parameters (log scale)", log=True),
+        "accuracy_vs_time": accuracy_plot(summary, "train_minutes", "training time (minutes)"),
+        "accuracy_vs_memory": accuracy_plot(summary, "peak_rss_mb", "peak memory while training (MiB)"),
     }
     written = {"figures": [], "tables": []}
     for name, fig in figures.items():

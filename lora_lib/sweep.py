@@ -157,8 +157,21 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: bool = False) -> dict[str, list]:
-    """Run every run of ``grid`` that matches ``only`` and has no valid record yet."""
+def commit_run(run_id: str, folder: Path) -> None:
+    """Commit a finished run's files (record, executed notebook, adapter) to the git checkout."""
+    files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
+    subprocess.run(["git", "add", "--", *files], cwd=folder, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files], cwd=folder, check=True,
+                   capture_output=True)
+
+
+def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: bool = False,
+          commit: bool = False) -> dict[str, list]:
+    """Run every run of ``grid`` that matches ``only`` and has no valid record yet.
+
+    With ``commit``, each finished run's files are committed to git as soon as it finishes,
+    so that a long sweep loses at most the runs in progress if its machine goes away.
+    """
     selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
     todo = [r for r in selected if not record_exists(grid.output_dir, r.run_id)]
     summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
@@ -184,6 +197,8 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
                 summary[status].append(run.run_id)
                 if status == "failed":
                     bar.write(f"FAILED {run.run_id}: {message}")
+                elif commit:
+                    commit_run(run.run_id, grid.output_dir)
                 bar.update()
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -212,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run ids to run, as shell patterns (lora_r8_*); repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU each where there are enough)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run, and run nothing")
+    parser.add_argument("--commit", action="store_true", help="git-commit each run's files as soon as it finishes")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -219,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         grid = expand(args.experiments)
     except GridError as err:
         parser.error(str(err))
-    summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run)
+    summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit)
     if args.dry_run:
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")
         return 0

@@ -26,6 +26,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from . import __version__
+from .analysis import query_value_weights, update_singular_values
 from .data import MAX_LENGTH, PadPerBatch, load_sst2, split_holdout, subsample, tokenize
 from .methods import METHODS, apply_method, save_adapter
 from .models import load_model
@@ -235,6 +236,9 @@ def train(config: RunConfig | dict):
     params = count_parameters(model)
     train_set, eval_set = prepare_data(config, tokenizer)
 
+    # A full fine-tuning run keeps the spectrum of its query and value updates (chapter 6):
+    # a few kilobytes in the record, where the weights themselves would be megabytes.
+    before = query_value_weights(model) if config.method == "full" else None
     history = _History()
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
@@ -299,6 +303,8 @@ def train(config: RunConfig | dict):
         "environment": environment(),
         "adapter_file": None,
     }
+    if before is not None:
+        record["analysis"] = {"full_update_singular_values": update_singular_values(before, model)}
     return record, model
 
 

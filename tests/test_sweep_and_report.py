@@ -189,3 +189,16 @@ def test_stopped_sweep_resumes_without_redoing_runs(sst2_dir, tmp_path):
     assert f"{3 - len(first)} done, {len(first)} skipped (already done), 0 failed" in resumed.stdout
     assert sorted(p.name for p in executed.glob("*.json")) == ["lora_r2_s0.json", "lora_r2_s1.json", "lora_r2_s2.json"]
     assert all(executed.joinpath(name).stat().st_mtime_ns == t for name, t in first.items())
+
+
+def test_commit_each_finished_run(swept, tmp_path):
+    _, executed, _ = swept
+    repo = tmp_path / "repo"
+    shutil.copytree(executed, repo / "executed", ignore=shutil.ignore_patterns("failed"))
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for key, value in [("user.name", "test"), ("user.email", "test@example.com")]:
+        subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
+    sweep.commit_run("lora_r2_s0", repo / "executed")
+    log = subprocess.run(["git", "-C", str(repo), "log", "--name-only", "--format=%s"], capture_output=True, text=True).stdout
+    assert log.split() == ["Record", "run", "lora_r2_s0", "executed/lora_r2_s0.ipynb", "executed/lora_r2_s0.json",
+                           "executed/lora_r2_s0.safetensors"]

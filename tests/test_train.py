@@ -44,6 +44,10 @@ def test_full_fine_tuning_saves_no_weights(sst2_dir, tmp_path):
     record = run(tiny_config(tmp_path, method="full", hparams={}, max_steps=2))
     assert record["adapter_file"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["full_s0.json"]
+    # Instead of the weights, the record keeps the spectrum of each query and value update.
+    spectra = record["analysis"]["full_update_singular_values"]
+    assert sorted(spectra) == [f"bert.encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "value")]
+    assert all(len(s) == 32 and s == sorted(s, reverse=True) and s[0] > 0 for s in spectra.values())
 
 
 def test_same_config_and_seed_same_result(sst2_dir, tmp_path):

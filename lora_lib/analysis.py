@@ -1,0 +1,76 @@
+"""What the learned updates look like (the LoRA paper's section 7, on our records).
+
+- ``lora_updates(path)``: the update ``(alpha / r) B A`` of every adapted layer, read back
+  from an adapter file.
+- ``subspace_similarity(A1, A2, i, j)``: how much of the top-``i`` directions that one
+  ``A`` learned lie in the top-``j`` directions of another, from 0 (orthogonal) to 1.
+- ``energy_captured(singular_values, r)``: the share of an update's squared Frobenius norm
+  that its best rank-``r`` approximation keeps.
+- ``update_singular_values(before, after)``: the spectrum of a full fine-tuning update,
+  which ``lora_lib.train`` keeps in the record of every full fine-tuning run (the weights
+  themselves are never saved).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+# The matrices that LoRA adapts by default: what the updates are compared on.
+QUERY_VALUE = re.compile(r"(^|\.)layer\.(\d+)\.attention\.self\.(query|value)(\.base_layer)?\.weight$")
+
+
+def lora_updates(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """``{module name: {"A", "B", "delta"}}`` from an adapter file of a LoRA run."""
+    with safe_open(str(path), framework="pt") as f:
+        applied = json.loads((f.metadata() or {}).get("applied_method", "{}"))
+        if applied.get("method") != "lora":
+            raise ValueError(f"{path} is not a LoRA adapter (it holds {applied.get('method')!r})")
+        hparams = applied["hparams"]
+        scaling = hparams["alpha"] / (hparams["rank"] ** 0.5 if hparams["use_rslora"] else hparams["rank"])
+        names = sorted({key.rsplit(".", 1)[0] for key in f.keys() if key.endswith(".lora_A")})
+        updates = {}
+        for name in names:
+            a, b = f.get_tensor(f"{name}.lora_A"), f.get_tensor(f"{name}.lora_B")
+            updates[name] = {"A": a, "B": b, "delta": scaling * b @ a}
+    return updates
+
+
+def top_right_singular_vectors(matrix: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` leading right-singular vectors of ``matrix``, as the columns of a d x k matrix."""
+    _, _, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    return vh[:k].T
+
+
+def subspace_similarity(a1: torch.Tensor, a2: torch.Tensor, i: int, j: int) -> float:
+    """phi(A1, A2, i, j) = ||U1_i^T U2_j||_F^2 / min(i, j), the LoRA paper's equation (4).
+
+    ``U1_i`` holds the top ``i`` right-singular vectors of ``a1`` (r1 x d), ``U2_j`` the top ``j``
+    of ``a2``. 1 means the smaller subspace lies inside the larger one; 0, orthogonal.
+    """
+    u1, u2 = top_right_singular_vectors(a1, i), top_right_singular_vectors(a2, j)
+    return float((u1.T @ u2).norm() ** 2 / min(i, j))
+
+
+def energy_captured(singular_values, rank: int) -> float:
+    """The share of the squared Frobenius norm that the best rank-``rank`` approximation keeps."""
+    s = torch.as_tensor(singular_values, dtype=torch.float64)
+    return float((s[:rank] ** 2).sum() / (s**2).sum())
+
+
+def update_singular_values(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, list[float]]:
+    """Singular values of ``W_after - W_before`` for every weight named in ``before``."""
+    after = dict(model.named_parameters())
+    return {
+        name: torch.linalg.svdvals((after[name].detach() - w0).double()).tolist()
+        for name, w0 in before.items()
+    }
+
+
+def query_value_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every query and value weight: what a full fine-tuning update is measured on."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if QUERY_VALUE.search(name)}
