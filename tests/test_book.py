@@ -32,19 +32,19 @@ def test_every_chapter_is_built(pages):
 
 def test_every_figure_the_pages_show_exists(pages):
     images = 0
-    for name, html in pages.items():
-        for src in re.findall(r'<img[^>]+src="([^"]+)"', html):
+    for page in HTML.rglob("*.html"):
+        for src in re.findall(r'<img[^>]+src="([^"]+)"', page.read_text(encoding="utf-8")):
             if src.startswith(("http:", "https:", "data:")):
                 continue
             images += 1
-            assert (HTML / src).is_file(), f"{name}.html shows {src}, which is not in the build"
-    assert images >= 3  # the rank experiment, the layer diagram, and more
+            assert (page.parent / src).is_file(), f"{page.relative_to(HTML)} shows {src}, which is not in the build"
+    assert images >= 2  # at least the rank experiment of chapter 2 and the layer diagram of chapter 4
 
 
 def test_no_executed_cell_shows_an_error(pages):
     for name, html in pages.items():
         assert "output traceback" not in html, f"a cell of {name} failed when the book was built"
-    assert not list((HTML / "reports").glob("*.err.log")) if (HTML / "reports").is_dir() else True
+    assert not list(HTML.rglob("*.err.log")), "the build saved the traceback of a failed notebook"
 
 
 def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
