@@ -193,12 +193,38 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     return written
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(readme: str | Path, folder: str | Path) -> None:
+    """Rewrite the part of ``readme`` between the results markers from the records in ``folder``."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
+    results = load_results(folder)
+    results = results[results["eval_split"] == "validation"]
+    if results.empty:
+        body = "No runs of the grid are recorded in `executed/` yet."
+    else:
+        summary = summarize(results)
+        body = (f"{len(results)} runs in {len(summary)} configurations, generated from `executed/` by "
+                f"`python -m lora_lib.report executed --out report --readme README.md`; SST-2 validation accuracy "
+                f"as mean ± std over seeds.\n\n{markdown_table(summary)}")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Figures and tables from a folder of result records.")
     parser.add_argument("folder", help="the folder of records, e.g. executed")
     parser.add_argument("--out", required=True, help="where to write the figures and tables")
+    parser.add_argument("--readme", help="also rewrite this file's results section (between the results markers)")
     args = parser.parse_args(argv)
     try:
+        if args.readme:
+            update_readme(args.readme, args.folder)
         written = write_report(args.folder, args.out)
     except (ValueError, FileNotFoundError) as err:  # RecordError is a ValueError
         parser.error(str(err))

@@ -198,7 +198,11 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
                 if status == "failed":
                     bar.write(f"FAILED {run.run_id}: {message}")
                 elif commit:
-                    commit_run(run.run_id, grid.output_dir)
+                    try:
+                        commit_run(run.run_id, grid.output_dir)
+                    except subprocess.CalledProcessError as err:  # e.g. a busy index: the files stay
+                        bar.write(f"could not commit {run.run_id} ({err.stderr.strip() if err.stderr else err}); "
+                                  "its files are in place, commit them by hand")
                 bar.update()
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -202,3 +202,16 @@ def test_commit_each_finished_run(swept, tmp_path):
     log = subprocess.run(["git", "-C", str(repo), "log", "--name-only", "--format=%s"], capture_output=True, text=True).stdout
     assert log.split() == ["Record", "run", "lora_r2_s0", "executed/lora_r2_s0.ipynb", "executed/lora_r2_s0.json",
                            "executed/lora_r2_s0.safetensors"]
+
+
+def test_readme_results_section_is_generated(swept, tmp_path):
+    _, executed, _ = swept
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Results\n\n{report.README_START}\nold\n{report.README_END}\n\n## After\n")
+    report.update_readme(readme, executed)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{report.README_END}\n\n## After\n")
+    assert "4 runs in 2 configurations, generated from `executed/`" in text and "| BitFit |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="has no <!-- results:start --> ... <!-- results:end --> markers"):
+        report.update_readme(readme, executed)
