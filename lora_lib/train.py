@@ -275,9 +275,12 @@ def train(config: RunConfig | dict):
         trainer.train()
         train_seconds = time.perf_counter() - start - trainer.eval_seconds
         examples, tokens = trainer.train_examples, trainer.train_tokens
-        final = trainer.evaluate()
-    if not math.isfinite(final["eval_loss"]):
-        raise NaNLossError(f"the evaluation loss is {final['eval_loss']}; the run writes no record")
+        # The evaluation after the last epoch is the final one; evaluate only if there was none.
+        if not history.eval or history.eval[-1]["step"] != trainer.state.global_step:
+            trainer.evaluate()
+    final = history.eval[-1]
+    if not math.isfinite(final["loss"]):
+        raise NaNLossError(f"the evaluation loss is {final['loss']}; the run writes no record")
 
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -286,7 +289,7 @@ def train(config: RunConfig | dict):
         "description": METHODS[config.method].description,
         "config": {**config.to_dict(), "hparams": model.applied_method["hparams"]},
         "params": params,
-        "metrics": {"eval_split": config.eval_split, "dev_accuracy": final["eval_accuracy"], "dev_loss": final["eval_loss"]},
+        "metrics": {"eval_split": config.eval_split, "dev_accuracy": final["accuracy"], "dev_loss": final["loss"]},
         "cost": {
             "train_seconds": train_seconds,
             "train_examples": examples,

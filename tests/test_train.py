@@ -150,3 +150,11 @@ def test_cuda_when_there_is_none():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="device 'cuda' was asked for, but torch sees no CUDA device"):
         train_module.resolve_device("cuda")
+
+
+def test_epochs_evaluate_after_each_epoch_and_the_last_is_final(sst2_dir, tmp_path):
+    record, _ = train(tiny_config(tmp_path, max_steps=None, epochs=2, max_train_samples=64))
+    evals = record["history"]["eval"]
+    assert [(e["step"], e["epoch"]) for e in evals] == [(4, 1.0), (8, 2.0)]
+    assert record["metrics"]["dev_accuracy"] == evals[-1]["accuracy"] and record["metrics"]["dev_loss"] == evals[-1]["loss"]
+    assert record["cost"]["train_examples"] == 2 * 64
