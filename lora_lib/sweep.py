@@ -3,7 +3,8 @@
     python -m lora_lib.sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N]
 
 Each run goes through ``book/train.ipynb`` into ``<output_dir>/<run_id>.ipynb`` and writes
-its record there. A run whose valid record exists is skipped, so a sweep that was stopped
+its record there. A run whose valid record exists is skipped (unless the grid has changed
+its parameters since, which reruns it and says why), so a sweep that was stopped
 (at any moment: records are written atomically, last) finishes when started again, with
 no run done twice. A failed run is reported, its notebook kept under ``failed/``, and the
 sweep goes on; the exit status is 1 if any run failed.
@@ -157,6 +158,19 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def changed_parameters(run: Run, folder: Path) -> str:
+    """How the grid's parameters for ``run`` differ from those its executed notebook ran with
+    ('' where they agree, or where there is no executed notebook to compare with)."""
+    import nbformat
+
+    path = folder / f"{run.run_id}.ipynb"
+    if not path.is_file():
+        return ""
+    ran = nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    keys = sorted((set(ran) | set(run.parameters)) - {"output_dir"})
+    return ", ".join(f"{k}: {ran.get(k)!r} -> {run.parameters.get(k)!r}" for k in keys if ran.get(k) != run.parameters.get(k))
+
+
 def commit_run(run_id: str, folder: Path) -> None:
     """Commit a finished run's files (record, executed notebook, adapter) to the git checkout."""
     files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
@@ -173,7 +187,13 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
     so that a long sweep loses at most the runs in progress if its machine goes away.
     """
     selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
-    todo = [r for r in selected if not record_exists(grid.output_dir, r.run_id)]
+    todo = []
+    for r in selected:
+        if not record_exists(grid.output_dir, r.run_id):
+            todo.append(r)
+        elif changed := changed_parameters(r, grid.output_dir):
+            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again")
+            todo.append(r)
     summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
     if dry_run:
         for r in todo:

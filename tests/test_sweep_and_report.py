@@ -148,6 +148,17 @@ def test_sweep_again_skips_what_is_done(swept):
     assert {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")} == before
 
 
+def test_a_changed_grid_reruns_what_it_changed(swept):
+    path, executed, _ = swept
+    grid = sweep.expand(path)
+    run = next(r for r in grid.runs if r.run_id == "lora_r2_s0")
+    assert sweep.changed_parameters(run, executed) == ""
+    changed = sweep.Run(run.run_id, {**run.parameters, "lr": 0.002})
+    assert sweep.changed_parameters(changed, executed) == "lr: 0.001 -> 0.002"
+    stale = sweep.sweep(sweep.Grid([changed], executed, grid.notebook), dry_run=True)
+    assert stale["would_run"] == ["lora_r2_s0"]
+
+
 def test_report_on_the_sweeps_records(swept, tmp_path):
     _, executed, _ = swept
     written = report.write_report(executed, tmp_path / "report")
