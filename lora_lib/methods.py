@@ -62,6 +62,17 @@ def register(name: str, description: str):
     return decorator
 
 
+def check_method(method: str, hparams: dict) -> None:
+    """Refuse an unknown method, or a hyperparameter that ``method`` does not take."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    defaults = METHODS[method].defaults
+    unknown = sorted(set(hparams) - set(defaults))
+    if unknown:
+        takes = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "no hyperparameters"
+        raise TypeError(f"method {method!r} does not take {', '.join(unknown)}; it takes {takes}")
+
+
 def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
     """Prepare ``model`` (in place) for training with ``method``; returns the model.
 
@@ -69,8 +80,7 @@ def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
     ignored. The applied method and its full hyperparameters are kept on the model as
     ``model.applied_method`` so that saved adapters can say what they belong to.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    check_method(method, hparams)
     if getattr(model, "applied_method", None) is not None:
         raise ValueError(
             f"this model already has method {model.applied_method['method']!r} applied; "
@@ -82,12 +92,7 @@ def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
             f"(for example BertForSequenceClassification), got {type(model).__name__}"
         )
     spec = METHODS[method]
-    defaults = spec.defaults
-    unknown = sorted(set(hparams) - set(defaults))
-    if unknown:
-        takes = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "no hyperparameters"
-        raise TypeError(f"method {method!r} does not take {', '.join(unknown)}; it takes {takes}")
-    full_hparams = {**defaults, **hparams}
+    full_hparams = {**spec.defaults, **hparams}
     model.requires_grad_(False)
     spec.apply(model, **full_hparams)
     getattr(model, HEAD).requires_grad_(True)

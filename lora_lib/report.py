@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import load_record, load_results  # noqa: E402
+from .results import load_records, load_results, results_table  # noqa: E402
 
 METHOD_NAMES = {
     "full": "Full fine-tuning",
@@ -166,10 +166,10 @@ def latex_table(summary: pd.DataFrame) -> str:
 def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``."""
     folder, out = Path(folder), Path(out)
-    results = load_results(folder)
-    if results.empty:
+    records = load_records(folder)
+    if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
-    records = [load_record(folder / f"{run_id}.json") for run_id in results["run_id"]]
+    results = results_table(records)
     summary = summarize(results)
     out.mkdir(parents=True, exist_ok=True)
     figures = {
@@ -193,6 +193,70 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     return written
 
 
+# The study's targets (issue 7): mean SST-2 validation accuracy over three seeds.
+FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
+
+
+def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
+    """The study's key findings as sentences, computed from ``summarize``'s table.
+
+    Only configurations with ``seeds`` runs are used: a number from fewer seeds is not a
+    result, and the configurations still short of them are named instead.
+    """
+    short = summary[summary["runs"] < seeds]
+    done = summary[summary["runs"] >= seeds].set_index("group")
+    lines = []
+    lora = done[done["method"] == "lora"]
+    full = done.loc["full"] if "full" in done.index else None
+    if full is not None:
+        verdict = "meets" if round(full["accuracy_mean"] * 100, 2) >= FULL_TARGET * 100 else "misses"
+        lines.append(f"Full fine-tuning reaches {_points(full)}, which {verdict} the {FULL_TARGET:.0%} target.")
+    if full is not None and not lora.empty:
+        best = lora.loc[lora["accuracy_mean"].idxmax()]
+        gap = (full["accuracy_mean"] - best["accuracy_mean"]) * 100
+        met = round(gap, 2) <= LORA_MAX_GAP_POINTS and best["trainable_pct"] < LORA_MAX_TRAINABLE_PCT
+        where = "level with" if round(gap, 2) == 0 else f"{abs(gap):.2f} points {'below' if gap > 0 else 'above'}"
+        lines.append(f"The best LoRA rank, r = {int(best['rank'])}, reaches {_points(best)}: {where} "
+                     f"full fine-tuning, training {best['trainable_pct']:.2f}% of the "
+                     f"parameters, so it {'meets' if met else 'misses'} the target of at most "
+                     f"{LORA_MAX_GAP_POINTS:.1f} point below with under {LORA_MAX_TRAINABLE_PCT:.0f}% trained.")
+    if len(lora) > 1:
+        ordered = lora.sort_values("rank")
+        spread = (ordered["accuracy_mean"].max() - ordered["accuracy_mean"].min()) * 100
+        noise = ordered["accuracy_std"].mean() * 100
+        ranks = ", ".join(f"r = {int(r['rank'])}: {r['accuracy_mean'] * 100:.2f}" for _, r in ordered.iterrows())
+        lines.append(f"Rank: {ranks}. The means span {spread:.2f} points, against a seed-to-seed standard deviation "
+                     f"of {noise:.2f} points on average: a higher rank "
+                     f"{'does not clearly help' if spread <= 2 * noise else 'makes a difference larger than the seeds do'}.")
+    others = done[~done["method"].isin(["full", "lora"])].sort_values("accuracy_mean", ascending=False)
+    if not others.empty:
+        lines.append("The other methods: " + "; ".join(
+            f"{row['label']} {_points(row)} with {row['trainable_pct']:.2f}% trained" for _, row in others.iterrows()) + ".")
+    if full is not None and len(done) > 1:
+        rest = done.drop(index="full")
+        fastest = rest.loc[rest["examples_per_second"].idxmax()]
+        leanest = rest.loc[rest["peak_rss_mb"].idxmin()]
+        cost = [f"Cost against full fine-tuning ({full['examples_per_second']:.0f} examples/s, "
+                f"{full['peak_rss_mb']:.0f} MiB peak): "]
+        if not lora.empty:
+            r8 = lora.loc["lora_r8"] if "lora_r8" in lora.index else lora.loc[lora["accuracy_mean"].idxmax()]
+            cost.append(f"{r8['label']} trains {r8['examples_per_second'] / full['examples_per_second']:.2f}x as fast "
+                        f"in {r8['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; ")
+        cost.append(f"the fastest is {fastest['label']} ({fastest['examples_per_second'] / full['examples_per_second']:.2f}x), "
+                    f"the leanest {leanest['label']} ({leanest['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory).")
+        lines.append("".join(cost))
+    if not short.empty:
+        lines.append(f"Not yet results (fewer than {seeds} seeds, left out above): "
+                     + ", ".join(f"{row['label']} ({row['runs']} of {seeds})" for _, row in short.iterrows()) + ".")
+    return lines
+
+
+def _points(row) -> str:
+    if row["runs"] < 2:
+        return f"{row['accuracy_mean'] * 100:.2f}% (1 run)"
+    return f"{row['accuracy_mean'] * 100:.2f} ± {row['accuracy_std'] * 100:.2f}% ({row['runs']} seeds)"
+
+
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -210,7 +274,8 @@ def update_readme(readme: str | Path, folder: str | Path) -> None:
         summary = summarize(results)
         body = (f"{len(results)} runs in {len(summary)} configurations, generated from `executed/` by "
                 f"`python -m lora_lib.report executed --out report --readme README.md`; SST-2 validation accuracy "
-                f"as mean ± std over seeds.\n\n{markdown_table(summary)}")
+                f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n"
+                + "".join(f"- {line}\n" for line in findings(summary)))
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     readme.write_text(f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}", encoding="utf-8")

@@ -130,12 +130,21 @@ def load_results(folder: str | Path) -> pd.DataFrame:
     dev_accuracy, dev_loss, total, trainable, trainable_pct, train_seconds,
     train_examples_per_second, train_tokens_per_second, peak_rss_mb, hparams``.
     """
+    return results_table(load_records(folder))
+
+
+def load_records(folder: str | Path) -> list[dict]:
+    """Every record in ``folder`` (every ``*.json``, checked against the schema), by run id."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no results folder at {folder}")
+    return sorted((load_record(path) for path in folder.glob("*.json")), key=lambda record: record["run_id"])
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    """``load_results``'s table, from records already read."""
     rows = []
-    for path in sorted(folder.glob("*.json")):
-        record = load_record(path)
+    for record in records:
         config = record["config"]
         rows.append(
             {

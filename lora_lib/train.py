@@ -28,7 +28,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from . import __version__
 from .analysis import query_value_weights, update_singular_values
 from .data import MAX_LENGTH, PadPerBatch, load_sst2, split_holdout, subsample, tokenize
-from .methods import METHODS, apply_method, save_adapter
+from .methods import METHODS, apply_method, check_method, save_adapter
 from .models import load_model
 from .params import count_parameters
 from .results import SCHEMA_VERSION, save_record
@@ -73,12 +73,7 @@ class RunConfig:
         return cls(**values)
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; known methods: {', '.join(METHODS)}")
-        takes = METHODS[self.method].defaults
-        unknown = sorted(set(self.hparams) - set(takes))
-        if unknown:
-            raise TypeError(f"method {self.method!r} does not take {', '.join(unknown)}; it takes {sorted(takes) or 'nothing'}")
+        check_method(self.method, self.hparams)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in DEVICES:

@@ -124,7 +124,7 @@ def test_killed_run_leaves_no_record(sst2_dir, tmp_path):
     [
         ({"learning_rate": 1e-3}, TypeError, r"unknown config key\(s\) learning_rate; a run config takes: .*lr"),
         ({"method": "prefix"}, ValueError, r"unknown method 'prefix'; known methods: full, head"),
-        ({"method": "bitfit", "hparams": {"rank": 8}}, TypeError, r"method 'bitfit' does not take rank; it takes nothing"),
+        ({"method": "bitfit", "hparams": {"rank": 8}}, TypeError, r"method 'bitfit' does not take rank; it takes no hyperparameters"),
         ({"precision": "fp16"}, ValueError, r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"),
         ({"device": "tpu"}, ValueError, r"device must be one of \('auto', 'cpu', 'cuda'\)"),
         ({"eval_split": "test"}, ValueError, r"eval_split must be one of \('validation', 'holdout'\)"),
