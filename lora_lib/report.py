@@ -67,6 +67,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
             "seeds": ",".join(str(s) for s in sorted(runs["seed"])),
             "accuracy_mean": runs["dev_accuracy"].mean(),
             "accuracy_std": runs["dev_accuracy"].std(ddof=1) if len(runs) > 1 else np.nan,
+            "accuracies": tuple(runs.sort_values("seed")["dev_accuracy"]),
             "trainable": int(first["trainable"]),
             "trainable_pct": first["trainable_pct"],
             "train_minutes": runs["train_seconds"].mean() / 60,
@@ -91,6 +92,11 @@ def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False)
         ax.errorbar(rows[x], rows["accuracy_mean"] * 100, yerr=rows["accuracy_std"].fillna(0) * 100,
                     linestyle="-" if len(rows) > 1 else "none", capsize=3, markersize=7,
                     label=METHOD_NAMES.get(method, method), **style)
+        # every seed as a small hollow mark, so the spread is seen and not only summarised
+        seeds_x = [value for value, accs in zip(rows[x], rows["accuracies"]) for _ in accs]
+        seeds_y = [acc * 100 for accs in rows["accuracies"] for acc in accs]
+        ax.scatter(seeds_x, seeds_y, s=14, facecolors="none", edgecolors=style["color"], marker=style["marker"],
+                   linewidths=0.8, alpha=0.8)
         if method == "lora":
             for _, row in rows.iterrows():
                 ax.annotate(f"r={int(row['rank'])}", (row[x], row["accuracy_mean"] * 100), textcoords="offset points",
@@ -100,7 +106,7 @@ def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False)
     ax.set(xlabel=xlabel, ylabel="SST-2 validation accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
-    note = "mean ± std over seeds" if (summary["runs"] > 1).any() else "single runs: no spread yet"
+    note = "mean ± std over seeds, each seed hollow" if (summary["runs"] > 1).any() else "single runs: no spread yet"
     ax.set_title(f"{int(summary['runs'].sum())} runs, {note}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -188,7 +194,8 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     for name, text in (("results_table.tex", latex_table(summary)), ("results_table.md", markdown_table(summary))):
         (out / name).write_text(text)
         written["tables"].append(out / name)
-    summary.to_csv(out / "summary.csv", index=False)
+    summary.assign(accuracies=summary["accuracies"].map(lambda accs: ";".join(f"{a:.4f}" for a in accs))).to_csv(
+        out / "summary.csv", index=False)
     written["tables"].append(out / "summary.csv")
     return written
 

@@ -1,6 +1,7 @@
 """The key findings that the README and chapter 6 print, on a results table built by hand."""
 
 import pandas as pd
+from matplotlib.collections import PathCollection
 import pytest
 
 from lora_lib import report
@@ -60,3 +61,13 @@ def test_with_no_complete_configuration_only_the_pending_ones_are_named():
                     ("lora_r8_s0", "lora", 8, 0.87, 0.33, 150.0, 1500.0)])
     assert report.findings(report.summarize(grid)) == [
         "Not yet results (fewer than 3 seeds, left out above): Full fine-tuning (1 of 3), LoRA r=8 (1 of 3)."]
+
+
+def test_every_seed_is_kept_and_drawn():
+    summary = report.summarize(GRID)
+    assert summary.set_index("group").loc["full", "accuracies"] == (0.90, 0.91, 0.92)
+    fig = report.accuracy_plot(summary, "trainable", "trainable parameters", log=True)
+    hollow = [c for c in fig.axes[0].collections
+              if isinstance(c, PathCollection) and not len(c.get_facecolors())]
+    drawn = sorted(y for c in hollow for _, y in c.get_offsets())
+    assert drawn == pytest.approx(sorted(GRID["dev_accuracy"] * 100))
