@@ -11,6 +11,7 @@ deviation over the seeds; a row of a single run says so.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -267,8 +268,9 @@ def _points(row) -> str:
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def update_readme(readme: str | Path, folder: str | Path) -> None:
-    """Rewrite the part of ``readme`` between the results markers from the records in ``folder``."""
+def update_readme(readme: str | Path, folder: str | Path, figures: str | Path | None = None) -> None:
+    """Rewrite the part of ``readme`` between the results markers from the records in ``folder``;
+    with ``figures`` (the folder ``write_report`` wrote), show its accuracy figures too."""
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
@@ -283,6 +285,11 @@ def update_readme(readme: str | Path, folder: str | Path) -> None:
                 f"`python -m lora_lib.report executed --out report --readme README.md`; SST-2 validation accuracy "
                 f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n"
                 + "".join(f"- {line}\n" for line in findings(summary)))
+        if figures is not None:
+            where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
+            body += "".join(f"\n![{alt}]({where}/{name}.png)\n" for name, alt in (
+                ("accuracy_vs_params", "SST-2 accuracy against trainable parameters"),
+                ("accuracy_vs_time", "SST-2 accuracy against training time")))
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     readme.write_text(f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}", encoding="utf-8")
@@ -295,9 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readme", help="also rewrite this file's results section (between the results markers)")
     args = parser.parse_args(argv)
     try:
-        if args.readme:
-            update_readme(args.readme, args.folder)
         written = write_report(args.folder, args.out)
+        if args.readme:
+            update_readme(args.readme, args.folder, figures=args.out)
     except (ValueError, FileNotFoundError) as err:  # RecordError is a ValueError
         parser.error(str(err))
     for paths in written.values():

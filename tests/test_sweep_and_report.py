@@ -223,6 +223,10 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     text = readme.read_text()
     assert "old" not in text and text.endswith(f"{report.README_END}\n\n## After\n")
     assert "4 runs in 2 configurations, generated from `executed/`" in text and "| BitFit |" in text
+    # two seeds a configuration: the findings name them as not yet results
+    assert "- Not yet results (fewer than 3 seeds, left out above): BitFit (2 of 3)" in text
+    report.update_readme(readme, executed, figures=tmp_path / "report")
+    assert "![SST-2 accuracy against trainable parameters](report/accuracy_vs_params.png)" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="has no <!-- results:start --> ... <!-- results:end --> markers"):
         report.update_readme(readme, executed)
