@@ -4,7 +4,8 @@
 
 Each run goes through ``book/train.ipynb`` into ``<output_dir>/<run_id>.ipynb`` and writes
 its record there. A run whose valid record exists is skipped (unless the grid has changed
-its parameters since, which reruns it and says why), so a sweep that was stopped
+its parameters since, which reruns it, says why, and keeps the earlier files in
+``superseded/``), so a sweep that was stopped
 (at any moment: records are written atomically, last) finishes when started again, with
 no run done twice. A failed run is reported, its notebook kept under ``failed/``, and the
 sweep goes on; the exit status is 1 if any run failed.
@@ -45,6 +46,7 @@ from .train import resolve_output_dir
 NOTEBOOK = Path(__file__).resolve().parent.parent / "book" / "train.ipynb"
 GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
 ID_PREFIX = {"rank": "r"}
+SUPERSEDED = "superseded"  # where a run's earlier files go when a changed grid reruns it
 
 
 class GridError(ValueError):
@@ -171,9 +173,25 @@ def changed_parameters(run: Run, folder: Path) -> str:
     return ", ".join(f"{k}: {ran.get(k)!r} -> {run.parameters.get(k)!r}" for k in keys if ran.get(k) != run.parameters.get(k))
 
 
+def supersede(run_id: str, folder: Path) -> Path:
+    """Move a run's files (record, notebook, adapter) into ``superseded/`` before it is run again,
+    so that a result the grid no longer asks for is kept rather than overwritten. A second
+    superseded version goes to ``superseded/2/``, and so on. Returns the folder it went to."""
+    target, version = folder / SUPERSEDED, 1
+    while (target / f"{run_id}.json").exists() or (target / f"{run_id}.ipynb").exists():
+        version += 1
+        target = folder / SUPERSEDED / str(version)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob(f"{run_id}.*"):
+        path.replace(target / path.name)
+    return target
+
+
 def commit_run(run_id: str, folder: Path) -> None:
-    """Commit a finished run's files (record, executed notebook, adapter) to the git checkout."""
+    """Commit a finished run's files (record, executed notebook, adapter) to the git checkout,
+    with whatever earlier version of it went to ``superseded/``."""
     files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
+    files += [str(p) for p in sorted((folder / SUPERSEDED).rglob(f"{run_id}.*"))]
     subprocess.run(["git", "add", "--", *files], cwd=folder, check=True, capture_output=True)
     subprocess.run(["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files], cwd=folder, check=True,
                    capture_output=True)
@@ -192,7 +210,8 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
         if not record_exists(grid.output_dir, r.run_id):
             todo.append(r)
         elif changed := changed_parameters(r, grid.output_dir):
-            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again")
+            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again"
+                  + ("" if dry_run else f", its earlier files moved to {supersede(r.run_id, grid.output_dir)}"))
             todo.append(r)
     summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
     if dry_run:

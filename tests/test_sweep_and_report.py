@@ -159,6 +159,21 @@ def test_a_changed_grid_reruns_what_it_changed(swept):
     assert stale["would_run"] == ["lora_r2_s0"]
 
 
+def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
+    for suffix, text in ((".json", "first"), (".ipynb", "first"), (".safetensors", "first")):
+        (tmp_path / f"lora_r8_s0{suffix}").write_text(text)
+    (tmp_path / "lora_r8_s1.json").write_text("another run")
+    assert sweep.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded"
+    assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == [
+        "lora_r8_s0.ipynb", "lora_r8_s0.json", "lora_r8_s0.safetensors"]
+    assert not list(tmp_path.glob("lora_r8_s0.*")) and (tmp_path / "lora_r8_s1.json").read_text() == "another run"
+    (tmp_path / "lora_r8_s0.json").write_text("second")
+    (tmp_path / "lora_r8_s0.ipynb").write_text("second")
+    assert sweep.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded" / "2"
+    assert (tmp_path / "superseded" / "lora_r8_s0.json").read_text() == "first"
+    assert (tmp_path / "superseded" / "2" / "lora_r8_s0.json").read_text() == "second"
+
+
 def test_report_on_the_sweeps_records(swept, tmp_path):
     _, executed, _ = swept
     written = report.write_report(executed, tmp_path / "report")
