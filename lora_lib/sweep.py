@@ -210,8 +210,8 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
         if not record_exists(grid.output_dir, r.run_id):
             todo.append(r)
         elif changed := changed_parameters(r, grid.output_dir):
-            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again"
-                  + ("" if dry_run else f", its earlier files moved to {supersede(r.run_id, grid.output_dir)}"))
+            note = "" if dry_run else f", its earlier files moved to {supersede(r.run_id, grid.output_dir)}"
+            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again{note}")
             todo.append(r)
     summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
     if dry_run:
