@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import load_records, load_results, results_table  # noqa: E402
+from .results import load_records, results_table  # noqa: E402
 
 METHOD_NAMES = {
     "full": "Full fine-tuning",
@@ -170,10 +170,12 @@ def latex_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
-    """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``."""
+def write_report(folder: str | Path, out: str | Path, readme: str | Path | None = None) -> dict[str, list[Path]]:
+    """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``, from
+    the records in ``folder`` scored on the validation split; with ``readme``, rewrite its
+    results section from the same table (``update_readme``)."""
     folder, out = Path(folder), Path(out)
-    records = load_records(folder)
+    records = [r for r in load_records(folder) if r["metrics"]["eval_split"] == "validation"]
     if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
     results = results_table(records)
@@ -189,7 +191,9 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     for name, fig in figures.items():
         for ext in ("png", "svg"):
             path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=150)
+            # No date and fixed element ids: an unchanged figure is an unchanged file in git.
+            with plt.rc_context({"svg.hashsalt": "lora-tuning"}):
+                fig.savefig(path, dpi=150, metadata={"Date": None} if ext == "svg" else None)
             written["figures"].append(path)
         plt.close(fig)
     for name, text in (("results_table.tex", latex_table(summary)), ("results_table.md", markdown_table(summary))):
@@ -198,6 +202,9 @@ def write_report(folder: str | Path, out: str | Path) -> dict[str, list[Path]]:
     summary.assign(accuracies=summary["accuracies"].map(lambda accs: ";".join(f"{a:.4f}" for a in accs))).to_csv(
         out / "summary.csv", index=False)
     written["tables"].append(out / "summary.csv")
+    if readme is not None:
+        update_readme(readme, summary, figures=out)
+        written["readme"] = [Path(readme)]
     return written
 
 
@@ -268,23 +275,25 @@ def _points(row) -> str:
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def update_readme(readme: str | Path, folder: str | Path, figures: str | Path | None = None) -> None:
-    """Rewrite the part of ``readme`` between the results markers from the records in ``folder``;
-    with ``figures`` (the folder ``write_report`` wrote), show its accuracy figures too."""
+def findings_markdown(summary: pd.DataFrame) -> str:
+    """``findings`` as a markdown bullet list (the book's chapter 6 and the README show it)."""
+    return "".join(f"- {line}\n" for line in findings(summary))
+
+
+def update_readme(readme: str | Path, summary: pd.DataFrame | None, figures: str | Path | None = None) -> None:
+    """Rewrite the part of ``readme`` between the results markers from ``summarize``'s table of
+    the grid (None: no runs yet); with ``figures`` (the folder ``write_report`` wrote), show its
+    accuracy figures too."""
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
-    results = load_results(folder)
-    results = results[results["eval_split"] == "validation"]
-    if results.empty:
+    if summary is None or summary.empty:
         body = "No runs of the grid are recorded in `executed/` yet."
     else:
-        summary = summarize(results)
-        body = (f"{len(results)} runs in {len(summary)} configurations, generated from `executed/` by "
+        body = (f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
                 f"`python -m lora_lib.report executed --out report --readme README.md`; SST-2 validation accuracy "
-                f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n"
-                + "".join(f"- {line}\n" for line in findings(summary)))
+                f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n{findings_markdown(summary)}")
         if figures is not None:
             where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
             body += "".join(f"\n![{alt}]({where}/{name}.png)\n" for name, alt in (
@@ -302,9 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readme", help="also rewrite this file's results section (between the results markers)")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.folder, args.out)
-        if args.readme:
-            update_readme(args.readme, args.folder, figures=args.out)
+        written = write_report(args.folder, args.out, readme=args.readme)
     except (ValueError, FileNotFoundError) as err:  # RecordError is a ValueError
         parser.error(str(err))
     for paths in written.values():

@@ -146,6 +146,16 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
     return "failed", lines[-1] if lines else f"papermill exited with {result.returncode} and wrote no record"
 
 
+def check_kernel_imports(cwd: Path, module: str = "lora_lib") -> None:
+    """Refuse to start a sweep whose notebooks could not import ``module`` from ``cwd`` (book/,
+    where their kernel runs): otherwise every run fails the same way, one after the other.
+    papermill's kernel runs ``sys.executable``, so that is the interpreter asked."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
+    if result.returncode:
+        raise GridError(f"the notebooks' kernel cannot import {module} from {cwd.name}/ (it is not installed in "
+                        f"{Path(sys.executable).name}'s environment): run `pip install -e .` in the repository root")
+
+
 def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
@@ -219,6 +229,8 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
             print(r.run_id, " ".join(f"{k}={v}" for k, v in r.parameters.items() if k != "run_id"))
         summary["would_run"] = [r.run_id for r in todo]
         return summary
+    if todo:
+        check_kernel_imports(grid.notebook.parent)
     grid.output_dir.mkdir(parents=True, exist_ok=True)
     devices = _free_slots(jobs)
     lock = threading.Lock()
@@ -278,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         grid = expand(args.experiments)
     except GridError as err:
         parser.error(str(err))
-    summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit)
+    try:
+        summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit)
+    except GridError as err:
+        parser.exit(2, f"lora-sweep: error: {err}\n")
     if args.dry_run:
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")
         return 0

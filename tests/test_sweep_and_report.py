@@ -159,6 +159,12 @@ def test_a_changed_grid_reruns_what_it_changed(swept):
     assert stale["would_run"] == ["lora_r2_s0"]
 
 
+def test_a_sweep_refuses_to_start_when_the_kernel_cannot_import_the_package(tmp_path):
+    sweep.check_kernel_imports(REPO / "book")  # installed: the notebooks can import lora_lib from book/
+    with pytest.raises(sweep.GridError, match=r"cannot import no_such_package_here from .*pip install -e \."):
+        sweep.check_kernel_imports(tmp_path, module="no_such_package_here")
+
+
 def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
     for suffix, text in ((".json", "first"), (".ipynb", "first"), (".safetensors", "first")):
         (tmp_path / f"lora_r8_s0{suffix}").write_text(text)
@@ -234,14 +240,17 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     _, executed, _ = swept
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## Results\n\n{report.README_START}\nold\n{report.README_END}\n\n## After\n")
-    report.update_readme(readme, executed)
+    report.update_readme(readme, report.summarize(load_results(executed)))
     text = readme.read_text()
     assert "old" not in text and text.endswith(f"{report.README_END}\n\n## After\n")
     assert "4 runs in 2 configurations, generated from `executed/`" in text and "| BitFit |" in text
     # two seeds a configuration: the findings name them as not yet results
     assert "- Not yet results (fewer than 3 seeds, left out above): BitFit (2 of 3)" in text
-    report.update_readme(readme, executed, figures=tmp_path / "report")
+    written = report.write_report(executed, tmp_path / "report", readme=readme)
+    assert written["readme"] == [readme] and "| BitFit |" in readme.read_text()
     assert "![SST-2 accuracy against trainable parameters](report/accuracy_vs_params.png)" in readme.read_text()
+    report.update_readme(readme, None)
+    assert f"{report.README_START}\nNo runs of the grid are recorded in `executed/` yet.\n{report.README_END}" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="has no <!-- results:start --> ... <!-- results:end --> markers"):
-        report.update_readme(readme, executed)
+        report.update_readme(readme, None)
