@@ -104,6 +104,17 @@ def split_holdout(train: Dataset, size: int) -> tuple[Dataset, Dataset]:
     return train.select(np.sort(order[size:])), train.select(np.sort(order[:size]))
 
 
+def inside_any(phrases: list[str], corpus: list[str]) -> np.ndarray:
+    """For each phrase, whether it occurs word for word inside some phrase of ``corpus``.
+
+    SST-2's training set holds the phrases of each sentence's parse tree, down to single
+    words, so a slice held out from it is mostly pieces of sentences that stay in training:
+    this measures how much.
+    """
+    joined = "\n".join(f" {text.strip()} " for text in corpus)
+    return np.array([f" {text.strip()} " in joined for text in phrases], dtype=bool)
+
+
 def subsample(train: Dataset, max_samples: int | None, seed: int) -> Dataset:
     """A seeded subset of ``max_samples`` training examples (all of them for ``None``)."""
     if max_samples is None or max_samples >= len(train):

@@ -2,6 +2,7 @@ import pytest
 
 from lora_lib.data import (
     DataError,
+    inside_any,
     PadPerBatch,
     load_sst2,
     padding_efficiency,
@@ -73,6 +74,12 @@ def test_subsample_and_holdout_are_fixed_and_disjoint(small_sst2):
         split_holdout(train, 40)
 
 
+def test_inside_any_matches_whole_words_only():
+    corpus = ["a fine film ", "dull"]
+    found = inside_any(["fine film", "film a", " dull ", "fin", "a fine film"], corpus)
+    assert found.tolist() == [True, False, True, False, True]
+
+
 def test_tokenize_without_padding_then_pad_per_batch(small_sst2):
     tokenizer = load_tokenizer()
     data = tokenize(load_sst2(small_sst2, expected_rows=None), tokenizer, max_length=8)
@@ -89,6 +96,10 @@ def test_real_sst2(sst2_dir):
     assert {s: len(d) for s, d in splits.items()} == {"train": 67_349, "validation": 872}
     assert set(splits["train"]["label"]) == {0, 1}
     assert sum(splits["validation"]["label"]) == 444  # GLUE's dev split: 444 positive, 428 negative
+    # The held-out slice is mostly pieces of training sentences; validation sentences are not.
+    rest, holdout = split_holdout(splits["train"], 2000)
+    assert inside_any(holdout["sentence"], rest["sentence"]).sum() == 1779
+    assert inside_any(splits["validation"]["sentence"], rest["sentence"]).sum() == 2
 
 
 @pytest.mark.slow
