@@ -175,7 +175,7 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
     the records in ``folder`` scored on the validation split; with ``readme``, rewrite its
     results section from the same table (``update_readme``)."""
     folder, out = Path(folder), Path(out)
-    records = [r for r in load_records(folder) if r["metrics"]["eval_split"] == "validation"]
+    records = load_records(folder, eval_split="validation")
     if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
     results = results_table(records)
@@ -288,7 +288,7 @@ def update_readme(readme: str | Path, summary: pd.DataFrame | None, figures: str
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
-    if summary is None or summary.empty:
+    if summary is None:
         body = "No runs of the grid are recorded in `executed/` yet."
     else:
         body = (f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "

@@ -123,22 +123,25 @@ def record_exists(folder: str | Path, run_id: str) -> bool:
     return True
 
 
-def load_results(folder: str | Path) -> pd.DataFrame:
-    """One row per record in ``folder`` (every ``*.json``), sorted by run id.
+def load_results(folder: str | Path, eval_split: str | None = None) -> pd.DataFrame:
+    """One row per record in ``folder`` (every ``*.json``), sorted by run id; with ``eval_split``
+    ("validation" for the grid), only the records scored on that split.
 
     Columns: ``run_id, method, model_name, rank, seed, lr, epochs, eval_split,
     dev_accuracy, dev_loss, total, trainable, trainable_pct, train_seconds,
     train_examples_per_second, train_tokens_per_second, peak_rss_mb, hparams``.
     """
-    return results_table(load_records(folder))
+    return results_table(load_records(folder, eval_split))
 
 
-def load_records(folder: str | Path) -> list[dict]:
-    """Every record in ``folder`` (every ``*.json``, checked against the schema), by run id."""
+def load_records(folder: str | Path, eval_split: str | None = None) -> list[dict]:
+    """Every record in ``folder`` (every ``*.json``, checked against the schema), by run id; with
+    ``eval_split``, only the records scored on that split."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no results folder at {folder}")
-    return sorted((load_record(path) for path in folder.glob("*.json")), key=lambda record: record["run_id"])
+    records = (load_record(path) for path in folder.glob("*.json"))
+    return sorted((r for r in records if eval_split in (None, r["metrics"]["eval_split"])), key=lambda r: r["run_id"])
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:

@@ -47,6 +47,16 @@ def test_load_results_one_row_per_record(tmp_path):
     assert frame.loc[1, "rank"] == 8 and frame.loc[2, "seed"] == 1 and frame.loc[0, "trainable"] == 10
 
 
+def test_load_results_keeps_only_the_split_asked_for(tmp_path):
+    save_record(make_record("lora_r8_s0", 0.9), tmp_path)
+    tuning = make_record("lora_r8_lr0.002_s0", 0.95)
+    tuning["metrics"]["eval_split"] = "holdout"
+    save_record(tuning, tmp_path)
+    assert load_results(tmp_path)["run_id"].tolist() == ["lora_r8_lr0.002_s0", "lora_r8_s0"]
+    assert load_results(tmp_path, eval_split="validation")["run_id"].tolist() == ["lora_r8_s0"]
+    assert load_results(tmp_path, eval_split="holdout")["dev_accuracy"].tolist() == [0.95]
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
