@@ -225,7 +225,8 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     full = done.loc["full"] if "full" in done.index else None
     if full is not None:
         verdict = "meets" if round(full["accuracy_mean"] * 100, 2) >= FULL_TARGET * 100 else "misses"
-        lines.append(f"Full fine-tuning reaches {_points(full)}, which {verdict} the {FULL_TARGET:.0%} target.")
+        lines.append(f"Full fine-tuning reaches {_points(full)}, which {verdict} the {FULL_TARGET:.0%} target."
+                     + (" Chapter 5 says what was tried to reach it." if verdict == "misses" else ""))
     if full is not None and not lora.empty:
         best = lora.loc[lora["accuracy_mean"].idxmax()]
         gap = (full["accuracy_mean"] - best["accuracy_mean"]) * 100
