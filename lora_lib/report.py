@@ -212,6 +212,12 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
 FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
 
 
+def meets_full_target(accuracy_mean: float) -> bool:
+    """Whether full fine-tuning's mean accuracy reaches ``FULL_TARGET``, judged on the number as
+    reported (a percentage with two decimals)."""
+    return round(accuracy_mean * 100, 2) >= FULL_TARGET * 100
+
+
 def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     """The study's key findings as sentences, computed from ``summarize``'s table.
 
@@ -224,7 +230,7 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     lora = done[done["method"] == "lora"]
     full = done.loc["full"] if "full" in done.index else None
     if full is not None:
-        verdict = "meets" if round(full["accuracy_mean"] * 100, 2) >= FULL_TARGET * 100 else "misses"
+        verdict = "meets" if meets_full_target(full["accuracy_mean"]) else "misses"
         lines.append(f"Full fine-tuning reaches {_points(full)}, which {verdict} the {FULL_TARGET:.0%} target."
                      + (" Chapter 5 says what was tried to reach it." if verdict == "misses" else ""))
     if full is not None and not lora.empty:
