@@ -144,6 +144,17 @@ def load_records(folder: str | Path, eval_split: str | None = None) -> list[dict
     return sorted((r for r in records if eval_split in (None, r["metrics"]["eval_split"])), key=lambda r: r["run_id"])
 
 
+# The training loss a run ends on: the mean of its last logged losses (each already a mean over
+# ``logging_steps`` steps), so that one noisy log does not stand for the end of training.
+TAIL_LOGS = 10
+
+
+def train_loss_tail(record: dict, logs: int = TAIL_LOGS) -> float:
+    """Mean training loss over the record's last ``logs`` logged values (NaN if none were logged)."""
+    losses = [entry["loss"] for entry in record["history"]["train"] if "loss" in entry][-logs:]
+    return sum(losses) / len(losses) if losses else math.nan
+
+
 def results_table(records: list[dict]) -> pd.DataFrame:
     """``load_results``'s table, from records already read."""
     rows = []
@@ -161,6 +172,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
                 "eval_split": record["metrics"]["eval_split"],
                 "dev_accuracy": record["metrics"]["dev_accuracy"],
                 "dev_loss": record["metrics"]["dev_loss"],
+                "train_loss_tail": train_loss_tail(record),
                 **{k: record["params"][k] for k in ("total", "trainable", "trainable_pct")},
                 **{k: record["cost"][k] for k in ("train_seconds", "train_examples_per_second",
                                                   "train_tokens_per_second", "peak_rss_mb")},
@@ -168,6 +180,6 @@ def results_table(records: list[dict]) -> pd.DataFrame:
             }
         )
     columns = ["run_id", "method", "model_name", "rank", "seed", "lr", "epochs", "eval_split", "dev_accuracy",
-               "dev_loss", "total", "trainable", "trainable_pct", "train_seconds", "train_examples_per_second",
+               "dev_loss", "train_loss_tail", "total", "trainable", "trainable_pct", "train_seconds", "train_examples_per_second",
                "train_tokens_per_second", "peak_rss_mb", "hparams"]
     return pd.DataFrame(rows, columns=columns)

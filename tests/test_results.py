@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -9,6 +10,7 @@ from lora_lib.results import (
     load_results,
     record_exists,
     save_record,
+    train_loss_tail,
     validate_record,
 )
 
@@ -45,6 +47,18 @@ def test_load_results_one_row_per_record(tmp_path):
     assert frame["run_id"].tolist() == ["full_s0", "lora_r8_s0", "lora_r8_s1"]
     assert frame["dev_accuracy"].tolist() == [0.92, 0.9, 0.8]
     assert frame.loc[1, "rank"] == 8 and frame.loc[2, "seed"] == 1 and frame.loc[0, "trainable"] == 10
+    assert frame["train_loss_tail"].tolist() == [0.7, 0.7, 0.7]
+
+
+def test_the_end_of_training_loss_is_the_mean_of_the_last_logs():
+    record = make_record()
+    record["history"]["train"] = ([{"step": 50 * i, "loss": 1.0} for i in range(1, 6)]
+                                  + [{"step": 300 + 50 * i, "loss": 0.1 * i} for i in range(1, 11)]
+                                  + [{"step": 900, "train_runtime": 12.0}])  # the summary log has no loss
+    assert train_loss_tail(record) == pytest.approx(0.55)
+    assert train_loss_tail(record, logs=2) == pytest.approx(0.95)
+    record["history"]["train"] = []
+    assert math.isnan(train_loss_tail(record))
 
 
 def test_load_results_keeps_only_the_split_asked_for(tmp_path):
