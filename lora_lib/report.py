@@ -220,6 +220,12 @@ def meets_full_target(accuracy_mean: float) -> bool:
     return round(accuracy_mean * 100, 2) >= FULL_TARGET * 100
 
 
+def within_lora_gap(gap_points: float) -> bool:
+    """Whether a LoRA rank ``gap_points`` below full fine-tuning is within ``LORA_MAX_GAP_POINTS``,
+    judged on the number as reported (two decimals)."""
+    return round(gap_points, 2) <= LORA_MAX_GAP_POINTS
+
+
 @dataclass(frozen=True)
 class LoraGap:
     """LoRA against full fine-tuning: the rank with the highest mean accuracy, and the highest
@@ -233,9 +239,9 @@ class LoraGap:
 
     @property
     def met(self) -> bool:
-        """The target: a rank under the parameter budget at most ``LORA_MAX_GAP_POINTS`` below
-        full fine-tuning, judged on the number as reported (two decimals)."""
-        return self.gap_small is not None and round(self.gap_small, 2) <= LORA_MAX_GAP_POINTS
+        """The target: a rank under the parameter budget within ``LORA_MAX_GAP_POINTS`` of full
+        fine-tuning."""
+        return self.gap_small is not None and within_lora_gap(self.gap_small)
 
 
 def lora_against_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> LoraGap | None:
