@@ -277,12 +277,12 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     if against is not None:
         best, small = against.best, against.best_small
         line = (f"The best LoRA rank, r = {int(best['rank'])}, reaches {_points(best)}: {_where(against.gap)} "
-                f"full fine-tuning, training {best['trainable_pct']:.2f}% of the parameters")
+                f"full fine-tuning, training {_percent(best['trainable_pct'])} of the parameters")
         if small is not None and small["group"] == best["group"]:
             line += ", so it"
         elif small is not None:
             line += (f"; the best under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, r = {int(small['rank'])} "
-                     f"({small['trainable_pct']:.2f}%), reaches {_points(small)}: {_where(against.gap_small)} "
+                     f"({_percent(small['trainable_pct'])}), reaches {_points(small)}: {_where(against.gap_small)} "
                      "full fine-tuning, so LoRA")
         else:
             line += f"; no rank trains under {LORA_MAX_TRAINABLE_PCT:.0f}%, so LoRA"
@@ -301,24 +301,40 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     others = done[~done["method"].isin(["full", "lora"])].sort_values("accuracy_mean", ascending=False)
     if not others.empty:
         lines.append("The other methods: " + "; ".join(
-            f"{row['label']} {_points(row)} with {row['trainable_pct']:.2f}% trained" for _, row in others.iterrows()) + ".")
+            f"{row['label']} {_points(row)} with {_percent(row['trainable_pct'])} trained" for _, row in others.iterrows()) + ".")
     if full is not None and len(done) > 1:
         rest = done.drop(index="full")
-        fastest = rest.loc[rest["examples_per_second"].idxmax()]
-        leanest = rest.loc[rest["peak_rss_mb"].idxmin()]
         cost = [f"Cost against full fine-tuning ({full['examples_per_second']:.0f} examples/s, "
                 f"{full['peak_rss_mb']:.0f} MiB peak): "]
         if not lora.empty:
             r8 = lora.loc["lora_r8"] if "lora_r8" in lora.index else lora.loc[lora["accuracy_mean"].idxmax()]
             cost.append(f"{r8['label']} trains {r8['examples_per_second'] / full['examples_per_second']:.2f}x as fast "
                         f"in {r8['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; ")
-        cost.append(f"the fastest is {fastest['label']} ({fastest['examples_per_second'] / full['examples_per_second']:.2f}x), "
-                    f"the leanest {leanest['label']} ({leanest['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory).")
-        lines.append("".join(cost))
+        cost.append(_fastest_and_leanest(rest, full))
+        encoder = rest[rest["method"] != "head"]
+        if len(encoder) < len(rest) and not encoder.empty:
+            # The head alone is cheapest by construction; the question is what adapting the encoder costs.
+            cost.append("; of the methods that adapt the encoder, " + _fastest_and_leanest(encoder, full))
+        lines.append("".join(cost) + ".")
     if not short.empty:
         lines.append(f"Not yet results (fewer than {seeds} seeds, left out above): "
                      + ", ".join(f"{row['label']} ({row['runs']} of {seeds})" for _, row in short.iterrows()) + ".")
     return lines
+
+
+def _fastest_and_leanest(methods: pd.DataFrame, full: pd.Series) -> str:
+    fastest = methods.loc[methods["examples_per_second"].idxmax()]
+    leanest = methods.loc[methods["peak_rss_mb"].idxmin()]
+    speed = f"{fastest['examples_per_second'] / full['examples_per_second']:.2f}x"
+    memory = f"{leanest['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory"
+    if fastest.name == leanest.name:
+        return f"the fastest and leanest is {fastest['label']} ({speed}, {memory})"
+    return f"the fastest is {fastest['label']} ({speed}), the leanest {leanest['label']} ({memory})"
+
+
+def _percent(pct: float) -> str:
+    """A share of the parameters: two decimals, or one significant digit below 0.01%, which would print as 0.00."""
+    return f"{pct:.2f}%" if pct >= 0.01 else f"{pct:.1g}%"
 
 
 def _where(gap_points: float) -> str:

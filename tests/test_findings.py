@@ -38,7 +38,7 @@ def test_findings_state_the_targets_rank_baselines_and_cost():
                         "does not clearly help.")
     assert lines[3] == "The other methods: BitFit 86.00 ± 1.00% (3 seeds) with 0.10% trained."
     assert lines[4] == ("Cost against full fine-tuning (100 examples/s, 2000 MiB peak): LoRA r=8 trains 1.50x as fast "
-                        "in 0.75x the memory; the fastest is BitFit (1.60x), the leanest BitFit (0.70x the memory).")
+                        "in 0.75x the memory; the fastest and leanest is BitFit (1.60x, 0.70x the memory).")
     assert lines[5] == "Not yet results (fewer than 3 seeds, left out above): LoRA r=4 (1 of 3)."
 
 
@@ -82,6 +82,14 @@ def test_a_big_rank_near_full_does_not_hide_a_small_rank_that_misses():
     assert "(highest at r = 64, lowest at r = 4)" in report.findings(report.summarize(grid))[2]
     closer = grid.assign(dev_accuracy=grid["dev_accuracy"].where(grid["run_id"].str[:7] != "lora_r8", 0.912))
     assert report.lora_against_full(report.summarize(closer)).met
+
+
+def test_the_head_alone_is_named_cheapest_and_the_encoder_methods_separately():
+    head = results([(f"head_s{s}", "head", None, 0.68, 0.0034, 190.0, 1000.0) for s in range(3)])
+    lines = report.findings(report.summarize(pd.concat([GRID, head])))
+    assert "; Head only 68.00 ± 0.00% (3 seeds) with 0.003% trained." in lines[3]
+    assert lines[4].endswith("the fastest and leanest is Head only (1.90x, 0.50x the memory); of the methods that adapt "
+                             "the encoder, the fastest and leanest is BitFit (1.60x, 0.70x the memory).")
 
 
 def test_lora_against_full_waits_for_both_to_have_their_seeds():
