@@ -220,6 +220,12 @@ def meets_full_target(accuracy_mean: float) -> bool:
     return round(accuracy_mean * 100, 2) >= FULL_TARGET * 100
 
 
+def points_below(reference: pd.Series, rows: pd.Series | pd.DataFrame) -> float | pd.Series:
+    """How many points the mean accuracy of ``rows`` (one summary row, or a table of them) is
+    below ``reference``'s: the gaps that the LoRA target and chapter 5 judge."""
+    return (reference["accuracy_mean"] - rows["accuracy_mean"]) * 100
+
+
 def within_lora_gap(gap_points: float) -> bool:
     """Whether a LoRA rank ``gap_points`` below full fine-tuning is within ``LORA_MAX_GAP_POINTS``,
     judged on the number as reported (two decimals)."""
@@ -251,11 +257,12 @@ def lora_against_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> L
     lora, full = done[done["method"] == "lora"], done[done["group"] == "full"]
     if lora.empty or full.empty:
         return None
-    below_full = lambda row: (full["accuracy_mean"].iloc[0] - row["accuracy_mean"]) * 100
+    full = full.iloc[0]
     best = lora.loc[lora["accuracy_mean"].idxmax()]
     small = lora[lora["trainable_pct"] < LORA_MAX_TRAINABLE_PCT]
     best_small = small.loc[small["accuracy_mean"].idxmax()] if not small.empty else None
-    return LoraGap(best, below_full(best), best_small, below_full(best_small) if best_small is not None else None)
+    return LoraGap(best, points_below(full, best), best_small,
+                   points_below(full, best_small) if best_small is not None else None)
 
 
 def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
