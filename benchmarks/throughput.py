@@ -27,8 +27,8 @@ import torch
 from datasets import Dataset
 
 from lora_lib import apply_method, load_model, merge_lora
-from lora_lib.data import PadPerBatch, load_sst2, padding_efficiency, tokenize
-from lora_lib.train import bf16_supported, environment, peak_rss_mb, reset_peak_rss
+from lora_lib.study.data import PadPerBatch, load_sst2, padding_efficiency, tokenize
+from lora_lib.study.machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss
 
 BATCH_SIZE = 32
 LORA = {"rank": 8, "alpha": 16, "targets": ("query", "value")}

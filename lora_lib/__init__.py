@@ -1,37 +1,36 @@
-"""lora_lib: LoRA from scratch, adapter baselines, and the SST-2 study that compares them.
+"""lora_lib: LoRA from scratch and the adapter baselines it is compared with.
 
-The public names below are imported on first use, so that ``python -m lora_lib.<module>``
-runs each command-line module once, and ``import lora_lib`` stays cheap.
+The library: injected layers (``LoRALinear``, ``BottleneckAdapter``, ``IA3Linear``), the method
+registry (``apply_method``), merging, adapter-only save and load, parameter counting and
+model loading. It knows nothing of SST-2 or of the study; ``lora_lib.study`` builds on it.
 """
 
-import importlib
+from . import methods as _methods  # noqa: F401  (registers the methods)
+from .adapters import BottleneckAdapter, IA3Linear
+from .checkpoint import adapter_state_dict, load_adapter, load_adapter_state_dict, save_adapter
+from .layers import InjectedLayer
+from .lora import LoRALinear
+from .merging import merge_lora, unmerge_lora
+from .models import load_model
+from .params import count_parameters
+from .registry import METHODS, apply_method, register
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_EXPORTS = {
-    "LoRALinear": "lora",
-    "BottleneckAdapter": "adapters",
-    "IA3Linear": "adapters",
-    "METHODS": "methods",
-    "apply_method": "methods",
-    "adapter_state_dict": "methods",
-    "load_adapter_state_dict": "methods",
-    "save_adapter": "methods",
-    "load_adapter": "methods",
-    "merge_lora": "methods",
-    "unmerge_lora": "methods",
-    "load_model": "models",
-    "count_parameters": "params",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'lora_lib' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__all__ = [
+    "METHODS",
+    "BottleneckAdapter",
+    "IA3Linear",
+    "InjectedLayer",
+    "LoRALinear",
+    "adapter_state_dict",
+    "apply_method",
+    "count_parameters",
+    "load_adapter",
+    "load_adapter_state_dict",
+    "load_model",
+    "merge_lora",
+    "register",
+    "save_adapter",
+    "unmerge_lora",
+]

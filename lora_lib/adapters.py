@@ -11,8 +11,10 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
+from .layers import InjectedLayer
 
-class BottleneckAdapter(nn.Module):
+
+class BottleneckAdapter(InjectedLayer):
     """A bottleneck adapter (Houlsby et al., 2019) after a frozen projection.
 
     Computes ``h + up(act(down(h)))`` with ``h = base_layer(x)``: a down-projection
@@ -29,20 +31,17 @@ class BottleneckAdapter(nn.Module):
     mergeable = False
 
     def __init__(self, base_layer: nn.Linear, bottleneck: int, activation: str = "gelu"):
-        super().__init__()
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"BottleneckAdapter follows an nn.Linear, got {type(base_layer).__name__}")
+        super().__init__(base_layer)
         hidden = base_layer.out_features
         if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or not 1 <= bottleneck <= hidden:
             raise ValueError(f"bottleneck must be an integer from 1 to the hidden size {hidden}, got {bottleneck!r}")
         if activation not in ACT2FN:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACT2FN)}")
-        self.base_layer = base_layer.requires_grad_(False)
         weight = base_layer.weight
         factory = {"dtype": weight.dtype, "device": weight.device}
         self.adapter_down = nn.Linear(hidden, bottleneck, **factory)
         self.adapter_up = nn.Linear(bottleneck, hidden, **factory)
-        # Small random down-projection, zero up-projection: AdapterHub's "bert" initialisation.
+        # Small random down-projection, zero up-projection: the adapter starts as the identity.
         nn.init.normal_(self.adapter_down.weight, std=1e-2)
         nn.init.zeros_(self.adapter_down.bias)
         nn.init.zeros_(self.adapter_up.weight)
@@ -58,7 +57,7 @@ class BottleneckAdapter(nn.Module):
         return f"bottleneck={self.adapter_down.out_features}, activation={self.activation_name}"
 
 
-class IA3Linear(nn.Module):
+class IA3Linear(InjectedLayer):
     """(IA)^3 (Liu et al., 2022): a learned vector that rescales a frozen layer elementwise.
 
     ``position="output"`` computes ``l * base_layer(x)`` (a vector of length
@@ -75,17 +74,13 @@ class IA3Linear(nn.Module):
     mergeable = True
 
     def __init__(self, base_layer: nn.Linear, position: str):
-        super().__init__()
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"IA3Linear rescales an nn.Linear, got {type(base_layer).__name__}")
+        super().__init__(base_layer)
         if position not in ("input", "output"):
             raise ValueError(f"position must be 'input' or 'output', got {position!r}")
-        self.base_layer = base_layer.requires_grad_(False)
         self.position = position
         size = base_layer.in_features if position == "input" else base_layer.out_features
         weight = base_layer.weight
         self.ia3_vector = nn.Parameter(torch.ones(size, dtype=weight.dtype, device=weight.device))
-        self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:

@@ -12,8 +12,10 @@ import math
 import torch
 from torch import nn
 
+from .layers import InjectedLayer
 
-class LoRALinear(nn.Module):
+
+class LoRALinear(InjectedLayer):
     """Wrap a frozen ``nn.Linear`` with a trainable rank-``rank`` update.
 
     Args:
@@ -40,12 +42,7 @@ class LoRALinear(nn.Module):
         dropout: float = 0.0,
         use_rslora: bool = False,
     ):
-        super().__init__()
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(
-                f"LoRALinear wraps an nn.Linear, got {type(base_layer).__name__}; "
-                "target the model's Linear layers (see lora_lib.methods.linear_layer_names)"
-            )
+        super().__init__(base_layer)
         in_features, out_features = base_layer.in_features, base_layer.out_features
         max_rank = min(in_features, out_features)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= max_rank:
@@ -58,7 +55,6 @@ class LoRALinear(nn.Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
-        self.base_layer = base_layer.requires_grad_(False)
         self.rank, self.alpha, self.use_rslora = rank, alpha, use_rslora
         self.scaling = alpha / (math.sqrt(rank) if use_rslora else rank)
         weight = base_layer.weight
@@ -67,7 +63,6 @@ class LoRALinear(nn.Module):
         # The initialisation of nn.Linear, as microsoft/LoRA and PEFT use for A.
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.merged = False
 
     @property
     def in_features(self) -> int:

@@ -1,9 +1,8 @@
-"""Fine-tuning methods as a registry: each one freezes, injects and unfreezes what it trains.
+"""The fine-tuning methods: each one freezes, injects and unfreezes what it trains.
 
-``apply_method(model, "lora", rank=8)`` turns a ``*ForSequenceClassification`` model into
-the model that a method trains. Every method trains the classification head
-(``classifier``), PEFT's and AdapterHub's convention. Adding a method is one function
-decorated with ``@register``.
+Each is one function registered with ``@register`` (see ``lora_lib.registry``); a method
+that needs a layer of its own adds one ``InjectedLayer`` subclass. Every method trains the
+classification head too, which ``apply_method`` unfreezes.
 
 Parameter counts below are for ``bert-base-uncased`` (hidden ``h = 768``, ``L = 12``
 layers, feed-forward ``d_ff = 3072``) with a 2-label head of ``2h + 2 = 1,538`` parameters.
@@ -11,22 +10,14 @@ layers, feed-forward ``d_ff = 3072``) with a 2-label head of ``2h + 2 = 1,538`` 
 
 from __future__ import annotations
 
-import inspect
-import json
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
-import torch
-from safetensors.torch import safe_open, save_file
 from torch import nn
 
 from .adapters import BottleneckAdapter, IA3Linear
+from .layers import InjectedLayer
 from .lora import LoRALinear
-
-HEAD = "classifier"
-INJECTED = (LoRALinear, BottleneckAdapter, IA3Linear)
+from .registry import HEAD, register
 
 # Module names in BERT-style encoders (BERT, RoBERTa, MiniLM, ...).
 ATTENTION_OUTPUT = re.compile(r"(^|\.)layer\.\d+\.attention\.output\.dense$")
@@ -34,91 +25,21 @@ FFN_OUTPUT = re.compile(r"(^|\.)layer\.\d+\.output\.dense$")
 KEY_VALUE = re.compile(r"(^|\.)layer\.\d+\.attention\.self\.(key|value)$")
 
 
-@dataclass(frozen=True)
-class Method:
-    """One registry entry: a name, a one-line description and the function that applies it."""
-
-    name: str
-    description: str
-    apply: Callable[..., None]
-
-    @property
-    def defaults(self) -> dict:
-        """The method's hyperparameters and their defaults, read from ``apply``'s signature."""
-        params = list(inspect.signature(self.apply).parameters.values())[1:]
-        return {p.name: p.default for p in params}
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(name: str, description: str):
-    """Add ``fn(model, *, hparam=default, ...)`` to the registry under ``name``."""
-
-    def decorator(fn):
-        METHODS[name] = Method(name, description, fn)
-        return fn
-
-    return decorator
-
-
-def check_method(method: str, hparams: dict) -> None:
-    """Refuse an unknown method, or a hyperparameter that ``method`` does not take."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-    defaults = METHODS[method].defaults
-    unknown = sorted(set(hparams) - set(defaults))
-    if unknown:
-        takes = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "no hyperparameters"
-        raise TypeError(f"method {method!r} does not take {', '.join(unknown)}; it takes {takes}")
-
-
-def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
-    """Prepare ``model`` (in place) for training with ``method``; returns the model.
-
-    Unknown methods and hyperparameters that a method does not take are errors, never
-    ignored. The applied method and its full hyperparameters are kept on the model as
-    ``model.applied_method`` so that saved adapters can say what they belong to.
-    """
-    check_method(method, hparams)
-    if getattr(model, "applied_method", None) is not None:
-        raise ValueError(
-            f"this model already has method {model.applied_method['method']!r} applied; "
-            "load a fresh model to apply another"
-        )
-    if not isinstance(getattr(model, HEAD, None), nn.Module):
-        raise ValueError(
-            f"apply_method expects a sequence-classification model with a {HEAD!r} head "
-            f"(for example BertForSequenceClassification), got {type(model).__name__}"
-        )
-    spec = METHODS[method]
-    full_hparams = {**spec.defaults, **hparams}
-    model.requires_grad_(False)
-    spec.apply(model, **full_hparams)
-    getattr(model, HEAD).requires_grad_(True)
-    model.applied_method = {"method": method, "hparams": _jsonable(full_hparams)}
-    return model
-
-
-def _jsonable(hparams: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()}
-
-
 # --- the methods -------------------------------------------------------------------------
 
 
-@register("full", "full fine-tuning: every weight of the model trains")
+@register("full", "Full fine-tuning", "full fine-tuning: every weight of the model trains")
 def _full(model: nn.Module) -> None:
     """Trains everything: 109,483,778 parameters for bert-base-uncased with a 2-label head."""
     model.requires_grad_(True)
 
 
-@register("head", "head only: the encoder is frozen, the classifier trains (a linear probe)")
+@register("head", "Head only", "head only: the encoder is frozen, the classifier trains (a linear probe)")
 def _head(model: nn.Module) -> None:
     """Trains the classifier alone: ``2h + 2`` = 1,538 for bert-base-uncased."""
 
 
-@register("bitfit", "BitFit (Ben Zaken et al., 2021): every bias term and the classifier train")
+@register("bitfit", "BitFit", "BitFit (Ben Zaken et al., 2021): every bias term and the classifier train")
 def _bitfit(model: nn.Module) -> None:
     """Unfreezes every parameter named ``*.bias``.
 
@@ -132,7 +53,7 @@ def _bitfit(model: nn.Module) -> None:
             param.requires_grad_(True)
 
 
-@register("lora", "LoRA (Hu et al., 2021): a trainable low-rank update B A beside frozen weights")
+@register("lora", "LoRA", "LoRA (Hu et al., 2021): a trainable low-rank update B A beside frozen weights")
 def _lora(
     model: nn.Module,
     rank: int = 8,
@@ -180,7 +101,7 @@ def _add_adapters(model, pattern, reduction_factor, bottleneck, activation, trai
                 module.requires_grad_(True)
 
 
-@register("houlsby", "Houlsby adapters (2019): bottleneck adapters after attention and after the feed-forward block")
+@register("houlsby", "Houlsby", "Houlsby adapters (2019): bottleneck adapters after attention and after the feed-forward block")
 def _houlsby(
     model: nn.Module,
     reduction_factor: int = 16,
@@ -202,7 +123,7 @@ def _houlsby(
     _add_adapters(model, FFN_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm=False)
 
 
-@register("pfeiffer", "Pfeiffer adapters (2021): one bottleneck adapter per layer, after the feed-forward block")
+@register("pfeiffer", "Pfeiffer", "Pfeiffer adapters (2021): one bottleneck adapter per layer, after the feed-forward block")
 def _pfeiffer(
     model: nn.Module,
     reduction_factor: int = 16,
@@ -226,7 +147,7 @@ def _pfeiffer(
     _add_adapters(model, FFN_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm)
 
 
-@register("ia3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the feed-forward activation")
+@register("ia3", "(IA)^3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the feed-forward activation")
 def _ia3(model: nn.Module) -> None:
     """Rescales the key and value projections' outputs and the feed-forward activation.
 
@@ -264,12 +185,12 @@ def _in_head(name: str) -> bool:
 
 def _inside_injected(model: nn.Module, name: str) -> bool:
     parent = name.rpartition(".")[0]
-    return bool(parent) and isinstance(model.get_submodule(parent), INJECTED)
+    return bool(parent) and isinstance(model.get_submodule(parent), InjectedLayer)
 
 
 def _match_targets(model: nn.Module, targets) -> list[str]:
-    if isinstance(targets, str):
-        targets = (targets,)
+    if isinstance(targets, str):  # "query,value", as a notebook parameter or a grid file writes it
+        targets = tuple(t.strip() for t in targets.split(",") if t.strip())
     if not targets:
         raise ValueError("targets is empty; name at least one Linear layer, for example ('query', 'value')")
     linears = linear_layer_names(model)
@@ -289,112 +210,3 @@ def _match_targets(model: nn.Module, targets) -> list[str]:
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
-def _mergeable_layers(model: nn.Module) -> list[nn.Module]:
-    injected = [m for m in model.modules() if isinstance(m, INJECTED)]
-    blocking = [m for m in injected if not m.mergeable]
-    if blocking:
-        raise ValueError(
-            f"{type(blocking[0]).__name__} layers have a non-linearity between their projections and "
-            "cannot be folded into the base weights; only LoRA and (IA)^3 merge"
-        )
-    if not injected:
-        raise ValueError("nothing to merge: the model has no LoRA or (IA)^3 layers")
-    return injected
-
-
-def merge_lora(model: nn.Module, safe: bool = False) -> nn.Module:
-    """Fold every mergeable update (LoRA and (IA)^3) into its base weights, in place.
-
-    Merging twice is a no-op. Bottleneck adapters cannot be merged and raise an error.
-    """
-    for layer in _mergeable_layers(model):
-        layer.merge(safe=safe)
-    return model
-
-
-def unmerge_lora(model: nn.Module) -> nn.Module:
-    """Take every merged update back out of its base weights, in place."""
-    for layer in _mergeable_layers(model):
-        layer.unmerge()
-    return model
-
-
-# --- saving and loading what was trained ---------------------------------------------------
-
-
-def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trained parameters only (LoRA matrices, adapters, vectors, biases, the head)."""
-    return {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
-
-
-def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Copy a state from ``adapter_state_dict`` into a model with the same method applied.
-
-    Missing keys, unexpected keys and shape mismatches are errors that name the keys.
-    """
-    if any(getattr(m, "merged", False) for m in model.modules()):
-        raise ValueError("the model has merged layers; call unmerge_lora(model) before loading an adapter")
-    expected = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [
-        f"{k}: saved {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state))
-        if state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:5])}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:5])}")
-    if wrong_shape:
-        problems.append(f"shape mismatches ({len(wrong_shape)}): {'; '.join(wrong_shape[:5])}")
-    if problems:
-        raise ValueError(
-            "the adapter state does not fit this model (was it saved with another method, rank "
-            "or base model?): " + " | ".join(problems)
-        )
-    with torch.no_grad():
-        for name, param in expected.items():
-            param.copy_(state[name])
-    return model
-
-
-def save_adapter(model: nn.Module, path: str | Path) -> Path:
-    """Write the trained parameters to a safetensors file, with the method in its metadata."""
-    if getattr(model, "applied_method", None) is None:
-        raise ValueError("the model has no method applied; call apply_method(model, ...) first")
-    path = Path(path)
-    tensors = {name: t.contiguous() for name, t in adapter_state_dict(model).items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"applied_method": json.dumps(model.applied_method)})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a file written by ``save_adapter`` into a freshly loaded base model.
-
-    A model with no method applied gets the file's method applied first (as PEFT's
-    ``PeftModel.from_pretrained`` does); a model with another method applied is an error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no adapter file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        state = {key: f.get_tensor(key) for key in f.keys()}
-    if "applied_method" not in metadata:
-        raise ValueError(f"{path} has no 'applied_method' metadata: it was not written by lora_lib.save_adapter")
-    saved = json.loads(metadata["applied_method"])
-    current = getattr(model, "applied_method", None)
-    if current is None:
-        apply_method(model, saved["method"], **saved["hparams"])
-    elif current != saved:
-        raise ValueError(f"{path} holds {saved}, but the model has {current} applied")
-    return load_adapter_state_dict(model, state)

@@ -16,10 +16,11 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from .config import MAX_LENGTH
+
 FILES = {"train": "train.tsv", "validation": "dev.tsv"}
 SST2_ROWS = {"train": 67_349, "validation": 872}
 COLUMNS = ["sentence", "label"]
-MAX_LENGTH = 128
 # The tuning split (``holdout_size`` training sentences) is always the same slice.
 HOLDOUT_SEED = 0
 

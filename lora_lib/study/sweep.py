@@ -1,8 +1,9 @@
 """The experiment grid: expand ``experiments.yml`` into runs and execute them with papermill.
 
-    python -m lora_lib.sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N]
+    lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N] [--commit]
 
-Each run goes through ``book/train.ipynb`` into ``<output_dir>/<run_id>.ipynb`` and writes
+Each run goes through the training notebook (``book/train.ipynb`` beside the grid file, or
+the grid's ``notebook``) into ``<output_dir>/<run_id>.ipynb`` and writes
 its record there. A run whose valid record exists is skipped (unless the grid has changed
 its parameters since, which reruns it, says why, and keeps the earlier files in
 ``superseded/``), so a sweep that was stopped
@@ -12,9 +13,9 @@ sweep goes on; the exit status is 1 if any run failed.
 
 The grid file::
 
-    output_dir: executed          # relative to the repository root
+    output_dir: executed          # relative to the grid file's folder
     seeds: [0, 1, 2]
-    defaults: {epochs: 2, batch_size: 32}   # notebook parameters shared by every run
+    defaults: {epochs: 2, batch_size: 32}   # run parameters (RunConfig.parameters()) shared by every run
     runs:
       - {method: full, lr: 5.0e-5}
       - {method: lora, rank: [1, 2, 4, 8], lr: 1.0e-3}   # a list expands into one run each
@@ -40,10 +41,10 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from .results import record_exists
-from .train import resolve_output_dir
+from .config import RunConfig
+from .record import record_exists
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "book" / "train.ipynb"
+NOTEBOOK = Path("book") / "train.ipynb"  # relative to the grid file's folder, unless the grid names one
 GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
 ID_PREFIX = {"rank": "r"}
 SUPERSEDED = "superseded"  # where a run's earlier files go when a changed grid reruns it
@@ -64,6 +65,7 @@ class Grid:
     runs: list[Run]
     output_dir: Path
     notebook: Path
+    root: Path  # the grid file's folder: relative paths start there, and the kernels run there
 
 
 def expand(path: str | Path) -> Grid:
@@ -97,25 +99,18 @@ def expand(path: str | Path) -> Grid:
                 params = {**defaults, **entry, **chosen, "seed": seed, "run_id": run_id}
                 runs[run_id] = Run(run_id, params)
     root = path.resolve().parent
-    notebook = (root / spec["notebook"]) if "notebook" in spec else NOTEBOOK
+    notebook = root / spec.get("notebook", NOTEBOOK)
     if not notebook.is_file():
-        raise GridError(f"the training notebook {notebook} does not exist (jupytext --sync book/train.md makes it)")
-    # papermill would quietly ignore a parameter the notebook does not have: refuse it here.
-    known = set(notebook_parameters(notebook))
+        raise GridError(f"{path}: the training notebook {notebook} does not exist; set 'notebook' in the grid file "
+                        "to its path (relative to the grid file), or run jupytext --sync book/train.md")
+    # Every run is checked as a RunConfig now, so that a typo fails here and not hours later.
     for run in runs.values():
-        unknown = sorted(set(run.parameters) - known)
-        if unknown:
-            raise GridError(f"{path}: {run.run_id} sets {', '.join(unknown)}, which {notebook.name} does not take; "
-                            f"its parameters are: {', '.join(sorted(known))}")
-    return Grid(runs=list(runs.values()), output_dir=resolve_output_dir(spec.get("output_dir", "executed"), start=root),
-                notebook=notebook)
-
-
-def notebook_parameters(notebook: Path) -> list[str]:
-    """The names the notebook's ``parameters`` cell defines."""
-    import papermill
-
-    return list(papermill.inspect_notebook(str(notebook)))
+        try:
+            RunConfig.from_parameters(**run.parameters)
+        except (TypeError, ValueError) as err:
+            raise GridError(f"{path}: run {run.run_id}: {err}") from err
+    return Grid(runs=list(runs.values()), output_dir=root / spec.get("output_dir", "executed"), notebook=notebook,
+                root=root)
 
 
 def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
@@ -127,12 +122,12 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
     """
     out = grid.output_dir
     partial = out / f".{run.run_id}.ipynb.partial"
-    # Paths relative to the checkout, so that no path of this machine lands in the records or
-    # in the executed notebooks' metadata; the kernel runs in book/ and resolves them from there.
-    root = grid.notebook.parent.parent
+    # Paths relative to the grid's folder, where the kernel runs, so that no path of this machine
+    # lands in the records or in the executed notebooks' metadata.
+    root = grid.root
     parameters = {**run.parameters, "output_dir": _relative(out, root)}
     command = [sys.executable, "-m", "papermill", _relative(grid.notebook, root), _relative(partial, root),
-               "--no-progress-bar", "--cwd", _relative(grid.notebook.parent, root), "-y", yaml.safe_dump(parameters)]
+               "--no-progress-bar", "--cwd", ".", "-y", yaml.safe_dump(parameters)]
     result = subprocess.run(command, cwd=root, text=True, capture_output=True, env={**os.environ, **(env or {})},
                             preexec_fn=_stop_with_parent)
     if result.returncode == 0 and record_exists(out, run.run_id):
@@ -147,8 +142,8 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
 
 
 def check_kernel_imports(cwd: Path, module: str = "lora_lib") -> None:
-    """Refuse to start a sweep whose notebooks could not import ``module`` from ``cwd`` (book/,
-    where their kernel runs): otherwise every run fails the same way, one after the other.
+    """Refuse to start a sweep whose notebooks could not import ``module`` from ``cwd`` (where
+    their kernel runs): otherwise every run fails the same way, one after the other.
     papermill's kernel runs ``sys.executable``, so that is the interpreter asked."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
     if result.returncode:
@@ -230,7 +225,7 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
         summary["would_run"] = [r.run_id for r in todo]
         return summary
     if todo:
-        check_kernel_imports(grid.notebook.parent)
+        check_kernel_imports(grid.root)
     grid.output_dir.mkdir(parents=True, exist_ok=True)
     devices = _free_slots(jobs)
     lock = threading.Lock()

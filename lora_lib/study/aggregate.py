@@ -1,0 +1,69 @@
+"""From a results table to one row per configuration: runs that differ only in their seed.
+
+A configuration is ``RunConfig.group_key()``: the whole configuration without its seed (the
+``group`` column of ``results_table``), never a parse of run ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lora_lib.registry import METHODS
+
+
+def label_of(method: str, rank=None) -> str:
+    """How tables and figures name a configuration: the registry's label, and LoRA's rank."""
+    name = METHODS[method].label if method in METHODS else method
+    return f"{name} r={int(rank)}" if method == "lora" and pd.notna(rank) else name
+
+
+def method_order(method: str) -> int:
+    """Methods in registry order (full fine-tuning first), unknown ones last."""
+    names = list(METHODS)
+    return names.index(method) if method in names else len(names)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: accuracy mean and std over seeds, parameters, cost."""
+    if results.empty:
+        raise ValueError("no records to summarize: run book/train.ipynb or the sweep first")
+    rows = []
+    for group, runs in results.groupby("group", sort=False):
+        runs = runs.sort_values("seed")
+        first = runs.iloc[0]
+        rows.append({
+            "group": group,
+            "method": first["method"],
+            "rank": first["rank"],
+            "lr": first["lr"],
+            "label": label_of(first["method"], first["rank"]),
+            "runs": len(runs),
+            "run_ids": tuple(runs["run_id"]),
+            "seeds": ",".join(str(s) for s in runs["seed"]),
+            "accuracy_mean": runs["dev_accuracy"].mean(),
+            "accuracy_std": runs["dev_accuracy"].std(ddof=1) if len(runs) > 1 else np.nan,
+            "accuracies": tuple(runs["dev_accuracy"]),
+            "train_loss_tail": runs["train_loss_tail"].mean(),
+            "trainable": int(first["trainable"]),
+            "trainable_pct": first["trainable_pct"],
+            "train_minutes": runs["train_seconds"].mean() / 60,
+            "examples_per_second": runs["train_examples_per_second"].mean(),
+            "peak_rss_mb": runs["peak_rss_mb"].mean(),
+        })
+    summary = pd.DataFrame(rows)
+    order = summary["method"].map(method_order)
+    return (summary.assign(_order=order).sort_values(["_order", "rank", "label"]).drop(columns="_order")
+            .reset_index(drop=True))
+
+
+def points_below(reference: pd.Series, rows: pd.Series | pd.DataFrame) -> float | pd.Series:
+    """How many points the mean accuracy of ``rows`` (one summary row, or a table of them) is
+    below ``reference``'s."""
+    return (reference["accuracy_mean"] - rows["accuracy_mean"]) * 100
+
+
+def standard_error_of_gap(row: pd.Series, reference: pd.Series) -> float:
+    """The standard error, in points, of the difference between two configurations' means."""
+    return float(np.sqrt(row["accuracy_std"] ** 2 / row["runs"] + reference["accuracy_std"] ** 2 / reference["runs"])
+                 * 100)

@@ -1,0 +1,98 @@
+"""``RunConfig``: the one definition of a run's knobs and their defaults.
+
+The training notebook's parameters, the keys of a grid file and the sweep's checks all come
+from here. A run is described flat, as papermill passes it (``method=lora, rank=8, lr=2e-3``):
+``RunConfig.parameters()`` lists those names with their defaults, and
+``RunConfig.from_parameters(**flat)`` turns them into a checked configuration. The method's
+hyperparameters (``rank``, ``reduction_factor``, ...) are whatever the method registry's
+functions take; ``None`` means the method's own default.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lora_lib.registry import METHODS, check_method, hyperparameters
+
+MAX_LENGTH = 128
+
+
+class RunConfig(BaseModel):
+    """Everything a run depends on. Unknown keys and out-of-range values are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: str = "lora"
+    hparams: dict = Field(default_factory=dict)  # the method's hyperparameters, e.g. {"rank": 8}
+    model_name: str | None = None  # None: the packaged default model
+    lr: float = Field(2e-3, gt=0)  # LoRA r=8's rate from the search in tuning.yml; experiments.yml has each method's
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # stops after this many steps instead of after `epochs`
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 0
+    max_train_samples: int | None = Field(None, ge=1)  # None: the whole training set
+    eval_split: Literal["validation", "holdout"] = "validation"  # holdout: a fixed slice of train, for tuning
+    holdout_size: int = Field(2000, ge=1)
+    max_length: int = Field(MAX_LENGTH, ge=8)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    logging_steps: int = Field(50, ge=1)
+    data_dir: str | None = None  # None: $SST2_DIR, else the Hub
+    output_dir: str = "runs"  # where the record and adapter go, relative to the working directory
+    run_id: str | None = None  # None: derived, e.g. "lora_r8_s0"
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        check_method(self.method, self.hparams)
+        if self.run_id is None:
+            rank = self.hparams.get("rank", METHODS[self.method].defaults.get("rank"))
+            self.run_id = f"{self.method}{f'_r{rank}' if self.method == 'lora' else ''}_s{self.seed}"
+        return self
+
+    # --- the flat form: notebook parameters and grid keys ------------------------------------
+
+    @classmethod
+    def parameters(cls) -> dict[str, object]:
+        """The flat parameter names and their defaults: every field but ``hparams``, then every
+        method hyperparameter with ``None`` (the method's own default)."""
+        fields = {name: field.get_default(call_default_factory=True) for name, field in cls.model_fields.items()}
+        del fields["hparams"]
+        return {**fields, **dict.fromkeys(hyperparameters())}
+
+    @classmethod
+    def from_parameters(cls, **flat) -> RunConfig:
+        """A configuration from flat parameters, as the notebook and a grid entry give them.
+
+        A hyperparameter that the method does not take is an error, not ignored; a
+        comma-separated string stands for a list where the method's default is a tuple
+        (``targets="query,value"``).
+        """
+        known = cls.parameters()
+        unknown = sorted(set(flat) - set(known))
+        if unknown:
+            raise TypeError(f"unknown run parameter(s) {', '.join(unknown)}; a run takes: {', '.join(known)}")
+        names = hyperparameters()
+        given = {k: v for k, v in flat.items() if k in names and v is not None}
+        method = flat.get("method", known["method"])
+        check_method(method, given)
+        defaults = METHODS[method].defaults
+        hparams = {
+            k: [part.strip() for part in v.split(",") if part.strip()]
+            if isinstance(defaults[k], tuple) and isinstance(v, str)
+            else v
+            for k, v in given.items()
+        }
+        return cls(**{k: v for k, v in flat.items() if k not in names}, hparams=hparams)
+
+    def group_key(self) -> str:
+        """What runs that differ only in their seed share: the configuration without its seed,
+        its name and where it was written."""
+        fields = self.model_dump(exclude={"seed", "run_id", "output_dir", "data_dir", "device"})
+        fields["hparams"] = {**METHODS[self.method].defaults, **self.hparams}
+        return json.dumps(fields, sort_keys=True, default=list)

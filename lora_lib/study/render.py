@@ -1,0 +1,137 @@
+"""What a reader sees of the results: figures and tables, drawn from ``summarize``'s table.
+
+Nothing here chooses a matplotlib backend: a notebook keeps its inline one, and the command
+line (``lora_lib.study.report``) picks its own.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .aggregate import label_of, method_order
+from .record import Record
+
+# Okabe-Ito: distinguishable with every common colour-vision deficiency; markers carry it in print.
+COLORS = ["#000000", "#999999", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442"]
+MARKERS = ["s", "X", "^", "o", "D", "P", "v", "*", "h"]
+# The accuracy figures: what each plots on its x axis, its axis label, and whether that axis is logarithmic.
+ACCURACY_AGAINST = {
+    "accuracy_vs_params": ("trainable", "trainable parameters (log scale)", True),
+    "accuracy_vs_time": ("train_minutes", "training time (minutes)", False),
+    "accuracy_vs_memory": ("peak_rss_mb", "peak memory while training (MiB)", False),
+}
+
+
+def _style(method: str) -> dict:
+    index = method_order(method)
+    return {"color": COLORS[index % len(COLORS)], "marker": MARKERS[index % len(MARKERS)]}
+
+
+def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False) -> Figure:
+    """Mean accuracy of each configuration against ``x``, with its seeds as hollow marks."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in summary.groupby("method", sort=False):
+        style = _style(method)
+        rows = rows.sort_values(x)
+        ax.errorbar(rows[x], rows["accuracy_mean"] * 100, yerr=rows["accuracy_std"].fillna(0) * 100,
+                    linestyle="-" if len(rows) > 1 else "none", capsize=3, markersize=7,
+                    label=label_of(method), **style)
+        # every seed as a small hollow mark, so the spread is seen and not only summarised
+        seeds_x = [value for value, accs in zip(rows[x], rows["accuracies"]) for _ in accs]
+        seeds_y = [acc * 100 for accs in rows["accuracies"] for acc in accs]
+        ax.scatter(seeds_x, seeds_y, s=14, facecolors="none", edgecolors=style["color"], marker=style["marker"],
+                   linewidths=0.8, alpha=0.8)
+        if method == "lora":
+            for _, row in rows.iterrows():
+                ax.annotate(f"r={int(row['rank'])}", (row[x], row["accuracy_mean"] * 100), textcoords="offset points",
+                            xytext=(4, -12), fontsize=8, color=style["color"])
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="SST-2 validation accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    note = "mean ± std over seeds, each seed hollow" if (summary["runs"] > 1).any() else "single runs: no spread yet"
+    ax.set_title(f"{int(summary['runs'].sum())} runs, {note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(records: list[Record]) -> Figure:
+    """The training loss of every run against the epoch, one colour per method."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen = set()
+    for record in sorted(records, key=lambda r: r.run_id):
+        curve = pd.DataFrame(record.history.train)
+        if curve.empty:
+            continue
+        method = record.method
+        rank = record.config.hparams.get("rank")
+        label = label_of(method, rank)
+        style = _style(method)
+        ax.plot(curve["epoch"], curve["loss"], color=style["color"], alpha=0.7, linewidth=1,
+                linestyle="-" if method != "lora" else ["-", "--", ":", "-."][int(np.log2(rank or 1)) % 4],
+                label=None if label in seen else label)
+        seen.add(label)
+    ax.set(xlabel="epoch", ylabel="training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def seed_spread(summary: pd.DataFrame, results: pd.DataFrame) -> Figure:
+    """Every seed's accuracy per configuration (a strip plot) beside the mean (a point plot)."""
+    runs = results.merge(summary[["group", "label"]], on="group")
+    order = list(summary["label"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    data = runs.assign(accuracy=runs["dev_accuracy"] * 100)
+    sns.stripplot(data=data, y="label", x="accuracy", order=order, color="#0072B2", alpha=0.6, size=5, ax=ax)
+    sns.pointplot(data=data, y="label", x="accuracy", order=order, color="#000000", linestyle="none",
+                  errorbar=None, markers="|", markersize=12, ax=ax)
+    ax.set(xlabel="SST-2 validation accuracy (%)", ylabel="")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def _format_count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _accuracy_text(row, plus_minus: str = "±") -> str:
+    if np.isnan(row["accuracy_std"]):
+        return f"{row['accuracy_mean'] * 100:.2f} (1 run)"
+    return f"{row['accuracy_mean'] * 100:.2f} {plus_minus} {row['accuracy_std'] * 100:.2f}"
+
+
+def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """The results table as a reader reads it: labels, accuracy with its spread, formatted counts."""
+    return pd.DataFrame({
+        "method": summary["label"],
+        "accuracy (%)": summary.apply(_accuracy_text, axis=1),
+        "runs": summary["runs"],
+        "trainable": summary["trainable"].map(_format_count),
+        "trainable %": summary["trainable_pct"].map("{:.3f}".format),
+        "time (min)": summary["train_minutes"].map("{:.1f}".format),
+        "memory (MiB)": summary["peak_rss_mb"].map("{:.0f}".format),
+    })
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """``results_frame`` as a GitHub markdown table (the README's)."""
+    frame = results_frame(summary)
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def latex_table(summary: pd.DataFrame) -> str:
+    """``results_frame`` as a booktabs LaTeX table."""
+    frame = results_frame(summary).assign(method=lambda f: f["method"].str.replace("(IA)^3", "(IA)$^3$", regex=False))
+    frame["accuracy (%)"] = frame["accuracy (%)"].str.replace("±", r"$\pm$", regex=False)
+    frame.columns = [c.replace("%", r"\%") for c in frame.columns]
+    return frame.to_latex(index=False, escape=False, column_format="l" + "r" * (len(frame.columns) - 1))

@@ -1,0 +1,102 @@
+"""The study's report on the command line: figures, tables and the README's results section.
+
+    lora-report executed --out report [--readme README.md]
+
+Writes the training loss curves, accuracy against trainable parameters, against training
+time and against peak memory (PNG and SVG), and the results table as LaTeX, markdown and
+CSV, from the records scored on the validation split. Runs that differ only in their seed
+form one row, reported as mean and standard deviation over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from lora_lib.files import write_atomic
+
+from .aggregate import summarize
+from .findings import findings_markdown
+from .record import load_records, results_table
+from .render import ACCURACY_AGAINST, accuracy_plot, latex_table, loss_curves, markdown_table
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def write_report(folder: str | Path, out: str | Path, readme: str | Path | None = None) -> dict[str, list[Path]]:
+    """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``, from
+    the records in ``folder`` scored on the validation split; with ``readme``, rewrite its
+    results section from the same table (``update_readme``)."""
+    folder, out = Path(folder), Path(out)
+    records = load_records(folder, eval_split="validation")
+    if not records:
+        raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
+    summary = summarize(results_table(records))
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {"loss_curves": loss_curves(records)}
+    figures |= {name: accuracy_plot(summary, *axis) for name, axis in ACCURACY_AGAINST.items()}
+    written = {"figures": [], "tables": []}
+    for name, fig in figures.items():
+        for ext in ("png", "svg"):
+            path = out / f"{name}.{ext}"
+            # No date and fixed element ids: an unchanged figure is an unchanged file in git.
+            with plt.rc_context({"svg.hashsalt": "lora-tuning"}):
+                fig.savefig(path, dpi=150, metadata={"Date": None} if ext == "svg" else None)
+            written["figures"].append(path)
+        plt.close(fig)
+    for name, text in (("results_table.tex", latex_table(summary)), ("results_table.md", markdown_table(summary))):
+        write_atomic(out / name, text)
+        written["tables"].append(out / name)
+    csv = summary.drop(columns=["group", "run_ids"]).assign(
+        accuracies=summary["accuracies"].map(lambda accs: ";".join(f"{a:.4f}" for a in accs)))
+    write_atomic(out / "summary.csv", csv.to_csv(index=False))
+    written["tables"].append(out / "summary.csv")
+    if readme is not None:
+        update_readme(readme, summary, figures=out)
+        written["readme"] = [Path(readme)]
+    return written
+
+
+def update_readme(readme: str | Path, summary: pd.DataFrame, figures: str | Path | None = None) -> None:
+    """Rewrite the part of ``readme`` between the results markers from ``summarize``'s table of
+    the grid; with ``figures`` (the folder ``write_report`` wrote), show its accuracy figures too."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
+    body = (f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
+            f"`lora-report executed --out report --readme README.md`; SST-2 validation accuracy "
+            f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n{findings_markdown(summary)}")
+    if figures is not None:
+        where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
+        body += "".join(f"\n![{alt}]({where}/{name}.png)\n" for name, alt in (
+            ("accuracy_vs_params", "SST-2 accuracy against trainable parameters"),
+            ("accuracy_vs_time", "SST-2 accuracy against training time")))
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    write_atomic(readme, f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Figures and tables from a folder of result records.")
+    parser.add_argument("folder", help="the folder of records, e.g. executed")
+    parser.add_argument("--out", required=True, help="where to write the figures and tables")
+    parser.add_argument("--readme", help="also rewrite this file's results section (between the results markers)")
+    args = parser.parse_args(argv)
+    matplotlib.use("Agg")  # files only: no display needed
+    try:
+        written = write_report(args.folder, args.out, readme=args.readme)
+    except (ValueError, FileNotFoundError) as err:  # RecordError is a ValueError
+        parser.error(str(err))
+    for paths in written.values():
+        for path in paths:
+            print(path)
+
+
+if __name__ == "__main__":
+    main()
