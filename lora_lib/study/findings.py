@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from .aggregate import points_below
+from .aggregate import gap_interval, points_below, t_interval
 
 # The study's targets: mean SST-2 validation accuracy over three seeds.
 FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
@@ -244,3 +245,53 @@ def _points(row) -> str:
 def findings_markdown(summary: pd.DataFrame) -> str:
     """``findings`` as a markdown bullet list (the README and the book show it)."""
     return "".join(f"- {line}\n" for line in findings(summary))
+
+
+def verdict(low: float, high: float, threshold: float, higher_is_better: bool = True) -> str:
+    """"met", "missed" or "not resolved": where a 95% interval lies against a threshold."""
+    if np.isnan(low):
+        return "not resolved"
+    good, bad = (low >= threshold, high < threshold) if higher_is_better else (high <= threshold, low > threshold)
+    return "met" if good else "missed" if bad else "not resolved"
+
+
+def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, object]:
+    """The study's headline numbers, each with its 95% interval, for the landing page."""
+    done = summary[summary["runs"] >= seeds]
+    full = done[done["method"] == "full"].iloc[0]
+    against = lora_against_full(summary, seeds)
+    lora = against.best_small if against.best_small is not None else against.best
+    full_low, full_high = t_interval(full["accuracies"])
+    gap, gap_low, gap_high = gap_interval(lora, full)
+    lora_low, lora_high = t_interval(lora["accuracies"])
+    return {
+        "runs": int(summary["runs"].sum()), "configurations": len(summary), "seeds": seeds,
+        "full_mean": f"{full['accuracy_mean'] * 100:.2f}", "full_ci": f"{full_low * 100:.2f} to {full_high * 100:.2f}",
+        "full_verdict": verdict(full_low, full_high, FULL_TARGET),
+        "lora_label": lora["label"], "lora_trainable": f"{lora['trainable_pct']:.2f}%",
+        "lora_mean": f"{lora['accuracy_mean'] * 100:.2f}", "lora_ci": f"{lora_low * 100:.2f} to {lora_high * 100:.2f}",
+        "lora_gap": f"{gap:.2f}", "lora_gap_ci": f"{gap_low:.2f} to {gap_high:.2f}",
+        "lora_verdict": verdict(gap_low, gap_high, LORA_MAX_GAP_POINTS, higher_is_better=False),
+    }
+
+
+def gaps_to_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> pd.DataFrame:
+    """Every configuration against full fine-tuning: the gap in points with its 95% interval,
+    and the one-point target's verdict from that interval."""
+    done = summary[summary["runs"] >= seeds]
+    full = done[done["method"] == "full"].iloc[0]
+    rows = []
+    for _, row in done[done["method"] != "full"].iterrows():
+        gap, low, high = gap_interval(row, full)
+        rows.append({"configuration": row["label"], "trained (%)": round(row["trainable_pct"], 3),
+                     "points below full": round(gap, 2), "95% interval": f"{low:.2f} to {high:.2f}",
+                     "within a point": verdict(low, high, LORA_MAX_GAP_POINTS, higher_is_better=False)})
+    return pd.DataFrame(rows).set_index("configuration")
+
+
+def fit_table(summary: pd.DataFrame, methods: tuple[str, ...] = ("full", "lora", "houlsby", "ia3")) -> pd.DataFrame:
+    """Validation accuracy beside the training loss each configuration ends on, mean over seeds."""
+    rows = summary[summary["method"].isin(methods)]
+    return pd.DataFrame({"validation accuracy (%)": (rows["accuracy_mean"] * 100).round(2).values,
+                         "final training loss": rows["train_loss_tail"].round(3).values,
+                         "trained (%)": rows["trainable_pct"].round(2).values}, index=rows["label"].rename(None))

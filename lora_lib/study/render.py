@@ -135,3 +135,24 @@ def latex_table(summary: pd.DataFrame) -> str:
     frame["accuracy (%)"] = frame["accuracy (%)"].str.replace("±", r"$\pm$", regex=False)
     frame.columns = [c.replace("%", r"\%") for c in frame.columns]
     return frame.to_latex(index=False, escape=False, column_format="l" + "r" * (len(frame.columns) - 1))
+
+
+class Table:
+    """A DataFrame shown as a table in both formats: HTML in the web book, a LaTeX table that
+    fits the page width in the PDF (myst-nb picks ``text/html`` or ``text/latex`` by builder)."""
+
+    def __init__(self, frame: pd.DataFrame, index: bool = True):
+        self.frame, self.index = frame, index
+
+    def _repr_html_(self) -> str:
+        return self.frame.to_html(index=self.index, border=0, classes="dataframe table", escape=True)
+
+    def _repr_latex_(self) -> str:
+        frame = self.frame.rename(columns=str)
+        latex = frame.to_latex(index=self.index, escape=True)
+        # Shrink a table wider than the text to the text's width; leave a narrower one as it is.
+        return (r"\begin{center}\small\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+                + latex.strip() + "}\\end{center}")
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=self.index)

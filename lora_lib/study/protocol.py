@@ -1,0 +1,124 @@
+"""The learning-rate search as the book shows it: what was tried, what won, what the grid uses.
+
+Every function takes the search's records (``executed/tuning/``) or the table
+``search_table`` makes of them; configurations are told apart by their configuration
+(stage, method, rank, targets, scaling), never by their run ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lora_lib.registry import METHODS
+
+from .aggregate import label_of, method_order
+from .config import RunConfig
+from .data import inside_any, load_sst2, split_holdout
+from .record import Record
+
+LORA_DEFAULTS = METHODS["lora"].defaults
+
+
+def stage_of(config: RunConfig) -> int:
+    """Stage 1 trains on a subset for a short schedule; stage 2 on the whole grid's schedule."""
+    return 1 if config.max_train_samples is not None else 2
+
+
+def scaling_rule(config: RunConfig) -> str:
+    """How a LoRA configuration scales its update with the rank."""
+    hparams = {**LORA_DEFAULTS, **config.hparams}
+    if hparams["use_rslora"]:
+        return "α / √r (rsLoRA)"
+    return "α = 2r (scaling 2)" if hparams["alpha"] == 2 * hparams["rank"] != LORA_DEFAULTS["alpha"] else "α = 16"
+
+
+def search_table(records: list[Record]) -> pd.DataFrame:
+    """One row per search run: its stage, configuration, learning rate and held-out accuracy (%)."""
+    rows = []
+    for r in records:
+        hparams = {**LORA_DEFAULTS, **r.config.hparams} if r.method == "lora" else r.config.hparams
+        extra = [t for t in hparams.get("targets", []) if t not in LORA_DEFAULTS["targets"]]
+        rows.append({
+            "run_id": r.run_id, "stage": stage_of(r.config), "method": r.method, "rank": hparams.get("rank"),
+            "configuration": label_of(r.method, hparams.get("rank")) + "".join(f" + {t}" for t in extra),
+            "rule": scaling_rule(r.config) if r.method == "lora" else None,
+            "lr": r.config.lr, "accuracy": round(r.metrics.dev_accuracy * 100, 2), "trainable": r.params.trainable,
+        })
+    return pd.DataFrame(rows)
+
+
+def _plain(search: pd.DataFrame) -> pd.DataFrame:
+    """The search rows of each method's own configuration (LoRA: r = 8, query and value, α = 16)."""
+    lora_ok = (search["configuration"] == "LoRA r=8") & (search["rule"] == "α = 16")
+    return search[(search["method"] != "lora") | lora_ok]
+
+
+def stage_table(search: pd.DataFrame, stage: int) -> pd.DataFrame:
+    """Held-out accuracy (%) of every candidate rate of a stage, a configuration per row."""
+    rows = _plain(search[search["stage"] == stage])
+    table = rows.pivot_table(index="configuration", columns="lr", values="accuracy")
+    table = table.loc[sorted(table.index, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))]
+    table.columns = [f"{lr:.1e}" for lr in table.columns]
+    return table.astype(object).where(table.notna(), "")
+
+
+def chosen_rates(search: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's best rate: from stage 2 where it ran, else from stage 1."""
+    rows = _plain(search).sort_values(["stage", "accuracy"])
+    best = rows.groupby(["configuration", "stage"]).tail(1).drop_duplicates("configuration", keep="last")
+    return best.set_index("configuration")[["stage", "lr", "accuracy"]]
+
+
+def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.DataFrame:
+    """The search's choice beside the grid's rate, per configuration (the grid's LoRA ranks all
+    use the rate searched at r = 8)."""
+    grid = {}
+    for config in grid_configs:
+        name = "LoRA r=8" if config.method == "lora" else label_of(config.method)
+        grid.setdefault(name, config.lr)
+    frame = chosen.assign(grid=pd.Series(grid))
+    return frame.assign(agrees=np.isclose(frame["lr"], frame["grid"]))
+
+
+def pooler_comparison(search: pd.DataFrame) -> pd.DataFrame:
+    """LoRA r = 8 on query and value, with and without a rank-8 update on the pooler, per rate."""
+    rows = search[(search["stage"] == 1) & search["configuration"].str.startswith("LoRA r=8")
+                  & (search["rule"] == "α = 16")]
+    table = rows.pivot_table(index="lr", columns="configuration", values="accuracy").dropna()
+    return table.assign(difference=table.iloc[:, 1] - table.iloc[:, 0])
+
+
+def scaling_comparison(search: pd.DataFrame) -> pd.DataFrame:
+    """Held-out accuracy (%) of the three scaling rules at r = 1 and 64, with r = 8 (where they agree)."""
+    rules = search[(search["method"] == "lora") & (search["stage"] == 1) & search["rank"].isin([1, 64])]
+    lr = rules["lr"].iloc[0]
+    table = rules[rules["lr"] == lr].pivot_table(index="rule", columns="rank", values="accuracy")
+    at_r8 = search[(search["configuration"] == "LoRA r=8") & (search["stage"] == 1) & (search["lr"] == lr)
+                   & (search["rule"] == "α = 16")]["accuracy"]
+    table[8] = at_r8.iloc[0]
+    return table[sorted(table.columns)].rename(columns=lambda r: f"r = {int(r)}")
+
+
+def holdout_overlap(holdout_size: int, data_dir: str | None = None) -> dict[str, float]:
+    """How much of the held-out slice, and of validation, occurs word for word inside training phrases."""
+    splits = load_sst2(data_dir)
+    rest, holdout = split_holdout(splits["train"], holdout_size)
+    in_train = inside_any(holdout["sentence"], rest["sentence"])
+    validation_in_train = inside_any(splits["validation"]["sentence"], rest["sentence"])
+
+    def words(texts):
+        return sum(len(t.split()) for t in texts) / len(texts)
+
+    return {
+        "holdout_size": len(holdout), "holdout_in_train": int(in_train.sum()), "holdout_in_train_pct": in_train.mean() * 100,
+        "validation_size": len(splits["validation"]), "validation_in_train": int(validation_in_train.sum()),
+        "holdout_words": words(holdout["sentence"]), "validation_words": words(splits["validation"]["sentence"]),
+    }
+
+
+def eval_curves(records: list[Record], method: str) -> pd.DataFrame:
+    """Validation accuracy (%) of each seed of ``method`` at each evaluation (per epoch and at the end)."""
+    rows = {r.config.seed: {f"epoch {e['epoch']:.1f}": round(e["accuracy"] * 100, 2) for e in r.history.eval}
+            for r in records if r.method == method}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed").sort_index()
