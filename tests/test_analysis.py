@@ -32,8 +32,9 @@ def test_lora_updates_read_back_from_the_adapter_file(tiny, tmp_path):
 def test_lora_updates_refuse_another_method(tiny, tmp_path):
     model, _ = tiny
     save_adapter(apply_method(model, "bitfit"), tmp_path / "b.safetensors")
-    with pytest.raises(ValueError, match="is not a LoRA adapter \\(it holds 'bitfit'\\)"):
+    with pytest.raises(ValueError) as err:
         lora_updates(tmp_path / "b.safetensors")
+    assert "'bitfit'" in str(err.value)
 
 
 def test_subspace_similarity_bounds():

@@ -50,15 +50,15 @@ TRAINS = {
     "pfeiffer": r".*\.adapter_(down|up)\.(weight|bias)|classifier\..*",
     "ia3": r".*\.ia3_vector|classifier\..*",
 }
-INJECTING = ["bitfit", "lora", "houlsby", "pfeiffer", "ia3"]
 
 
 @pytest.mark.parametrize("method", sorted(BERT_BASE_TRAINABLE))
 def test_bert_base_trainable_counts(bert_base_shape, method):
+    """The counts that the methods' docstrings state, and the formulas they derive them from."""
     counts = count_parameters(apply_method(bert_base_shape(), method))
     assert counts["trainable"] == BERT_BASE_TRAINABLE[method]
     if method in FORMULAS:
-        assert FORMULAS[method] == BERT_BASE_TRAINABLE[method]
+        assert counts["trainable"] == FORMULAS[method]
 
 
 def test_count_groups(bert_base_shape):
@@ -82,12 +82,15 @@ def test_explicit_bottleneck(bert_base_shape):
     assert counts["trainable"] == L * (2 * H * 8 + 8 + H) + HEAD
 
 
-def test_every_method_has_a_description():
-    assert list(METHODS) == ["full", "head", "bitfit", "lora", "houlsby", "pfeiffer", "ia3"]
+def test_every_method_says_what_it_trains():
+    # TRAINS is what the next test checks each method against: a new method must say what it trains.
+    assert set(TRAINS) == set(METHODS)
+    labels = [spec.label for spec in METHODS.values()]
+    assert len(set(labels)) == len(labels) and all(labels)
     assert all(len(spec.description) > 20 for spec in METHODS.values())
 
 
-@pytest.mark.parametrize("method", INJECTING)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_no_harm_at_initialisation(model_and_tokenizer, batch, method):
     model, _ = model_and_tokenizer
     plain = copy.deepcopy(model)
@@ -153,7 +156,7 @@ def test_exactly_the_claimed_parameters_train(model_and_tokenizer, batch, method
         assert changed == (name in trainable), f"{name}: changed={changed}, trainable={name in trainable}"
 
 
-@pytest.mark.parametrize("method", INJECTING + ["head"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_adapter_round_trip(tiny, batch, method, tmp_path):
     model, _ = tiny
     fresh = copy.deepcopy(model)
@@ -193,42 +196,50 @@ def test_ia3_merges_and_unmerges(tiny, batch):
 def test_bottleneck_adapters_cannot_merge(tiny, method):
     model, _ = tiny
     apply_method(model, method)
-    with pytest.raises(ValueError, match="BottleneckAdapter layers have a non-linearity .* only LoRA and \\(IA\\)\\^3 merge"):
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError) as err:
         merge_lora(model)
+    assert "BottleneckAdapter" in str(err.value)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
 
 
 @pytest.mark.parametrize("method", ["full", "head", "bitfit"])
 def test_nothing_to_merge(tiny, method):
     model, _ = tiny
     apply_method(model, method)
-    with pytest.raises(ValueError, match="nothing to merge: the model has no LoRA or \\(IA\\)\\^3 layers"):
+    with pytest.raises(ValueError) as err:
         merge_lora(model)
+    assert "LoRA" in str(err.value)  # what could have been merged
 
 
 def test_reduction_factor_that_leaves_no_bottleneck(tiny):
     model, _ = tiny
-    with pytest.raises(ValueError, match=r"reduction_factor 64 leaves a bottleneck of 32 // 64 = 0 for hidden size 32"):
-        apply_method(model, "houlsby", reduction_factor=64)
-    with pytest.raises(ValueError, match=r"bottleneck must be an integer from 1 to the hidden size 32, got 0"):
+    with pytest.raises(ValueError) as err:
+        apply_method(model, "houlsby", reduction_factor=64)  # hidden size 32
+    assert "reduction_factor" in str(err.value)
+    with pytest.raises(ValueError) as err:
         apply_method(copy.deepcopy(tiny[0]), "pfeiffer", bottleneck=0)
+    assert "bottleneck" in str(err.value)
 
 
 @pytest.mark.parametrize(
-    "method, hparams, message",
+    "method, hparams",
     [
-        ("bitfit", {"rank": 8}, "method 'bitfit' does not take rank; it takes no hyperparameters"),
-        ("ia3", {"targets": ["key"]}, "method 'ia3' does not take targets; it takes no hyperparameters"),
-        ("houlsby", {"rank": 8}, "method 'houlsby' does not take rank; it takes reduction_factor=16, bottleneck=None"),
-        ("full", {"lr": 1e-3}, "method 'full' does not take lr"),
+        ("bitfit", {"rank": 8}),
+        ("ia3", {"targets": ["key"]}),
+        ("houlsby", {"rank": 8}),
+        ("full", {"lr": 1e-3}),
     ],
 )
-def test_hyperparameters_a_method_does_not_take(tiny, method, hparams, message):
+def test_hyperparameters_a_method_does_not_take(tiny, method, hparams):
     model, _ = tiny
-    with pytest.raises(TypeError, match=re.escape(message)):
+    with pytest.raises(TypeError) as err:
         apply_method(model, method, **hparams)
+    assert next(iter(hparams)) in str(err.value)
     assert all(p.requires_grad for p in model.parameters()), "a refused method must leave the model untouched"
 
 
 def test_unknown_activation(tiny):
-    with pytest.raises(ValueError, match="unknown activation 'tanhh'"):
+    with pytest.raises(ValueError) as err:
         apply_method(tiny[0], "houlsby", activation="tanhh")
+    assert "tanhh" in str(err.value)

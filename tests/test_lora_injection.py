@@ -141,13 +141,26 @@ def test_load_state_with_mismatched_keys_or_shapes(tiny):
     other = copy.deepcopy(model)
     apply_method(model, "lora", rank=4)
     apply_method(other, "lora", rank=2)
-    with pytest.raises(ValueError, match=r"shape mismatches \(8\): .*lora_A: saved \(2, 32\), model \(4, 32\)"):
+    with pytest.raises(ValueError) as err:
         load_adapter_state_dict(model, adapter_state_dict(other))
+    assert "bert.encoder.layer.0.attention.self.query.lora_A" in str(err.value)
     state = adapter_state_dict(model)
     state.pop("classifier.bias")
     state["bert.pooler.dense.weight"] = torch.zeros(32, 32)
-    with pytest.raises(ValueError, match=r"missing keys \(1\): classifier.bias \| unexpected keys \(1\): bert.pooler"):
+    with pytest.raises(ValueError) as err:
         load_adapter_state_dict(model, state)
+    assert "classifier.bias" in str(err.value) and "bert.pooler.dense.weight" in str(err.value)
+
+
+def test_a_refused_state_changes_nothing(tiny):
+    model, _ = tiny
+    apply_method(model, "lora", rank=4)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    state = {name: torch.ones_like(p) for name, p in adapter_state_dict(model).items()}
+    state.pop("classifier.bias")
+    with pytest.raises(ValueError):
+        load_adapter_state_dict(model, state)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
 
 
 def test_load_adapter_into_a_model_with_another_method(tiny, tmp_path):
@@ -155,14 +168,17 @@ def test_load_adapter_into_a_model_with_another_method(tiny, tmp_path):
     other = copy.deepcopy(model)
     save_adapter(apply_method(model, "lora", rank=4), tmp_path / "a.safetensors")
     apply_method(other, "lora", rank=2)
-    with pytest.raises(ValueError, match="holds .*'rank': 4.* but the model has .*'rank': 2"):
+    with pytest.raises(ValueError) as err:
         load_adapter(other, tmp_path / "a.safetensors")
+    assert "a.safetensors" in str(err.value)
 
 
 def test_target_that_matches_nothing(tiny):
     model, _ = tiny
-    with pytest.raises(ValueError, match=r"LoRA target 'qkv' matches no Linear layer of BertForSequenceClassification") as err:
+    with pytest.raises(ValueError) as err:
         apply_method(model, "lora", targets=("query", "qkv"))
+    # It names the target, and lists what could be targeted instead.
+    assert "'qkv'" in str(err.value)
     assert "bert.encoder.layer.N.attention.self.key" in str(err.value)
     assert "bert.pooler.dense" in str(err.value)
 
@@ -174,22 +190,34 @@ def test_targets_match_name_suffixes(tiny):
     assert wrapped == [f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in ("attention.output.dense", "intermediate.dense")]
 
 
+def test_targets_as_a_comma_separated_string(tiny):
+    model, _ = tiny
+    apply_method(model, "lora", rank=2, targets="query, key")
+    wrapped = sorted(name for name, m in model.named_modules() if isinstance(m, LoRALinear))
+    assert wrapped == [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("key", "query")]
+
+
 def test_rank_out_of_range_for_the_model(tiny):
     model, _ = tiny
-    with pytest.raises(ValueError, match=r"= 32 for this 32->32 layer, got 64"):
-        apply_method(model, "lora", rank=64)
+    with pytest.raises(ValueError) as err:
+        apply_method(model, "lora", rank=64)  # the tiny model's layers are 32 wide
+    assert "rank" in str(err.value)
 
 
 def test_unknown_method_and_hyperparameter(tiny):
     model, _ = tiny
-    with pytest.raises(ValueError, match=r"unknown method 'lorax'; known methods: full, head, bitfit, lora, houlsby, pfeiffer, ia3"):
+    with pytest.raises(ValueError) as err:
         apply_method(model, "lorax")
-    with pytest.raises(TypeError, match=r"method 'lora' does not take ranks; it takes rank=8, alpha=16"):
+    assert "'lorax'" in str(err.value)
+    with pytest.raises(TypeError) as err:
         apply_method(model, "lora", ranks=8)
+    assert "ranks" in str(err.value)
+    assert all(p.requires_grad for p in model.parameters()), "a refused method must leave the model untouched"
 
 
 def test_applying_twice_is_an_error(tiny):
     model, _ = tiny
     apply_method(model, "lora")
-    with pytest.raises(ValueError, match="already has method 'lora' applied; load a fresh model"):
-        apply_method(model, "lora")
+    with pytest.raises(ValueError) as err:
+        apply_method(model, "bitfit")
+    assert "'lora'" in str(err.value)  # the method that is applied already

@@ -93,27 +93,36 @@ def test_safe_merge_refuses_a_broken_update():
     with torch.no_grad():
         layer.lora_B[0, 0] = float("nan")
     w0 = layer.base_layer.weight.detach().clone()
-    with pytest.raises(ValueError, match="NaN or inf; the base weight was left unchanged"):
+    with pytest.raises(ValueError) as err:
         layer.merge(safe=True)
+    assert "NaN" in str(err.value)
     assert not layer.merged and torch.equal(layer.base_layer.weight, w0)
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, name",
     [
-        (dict(rank=0), r"rank must be an integer from 1 to min\(in_features, out_features\) = 10 .* got 0"),
-        (dict(rank=11), r"= 10 for this 12->10 layer, got 11"),
-        (dict(rank=2.5), r"rank must be an integer .* got 2.5"),
-        (dict(alpha=0), r"alpha must be > 0, got 0"),
-        (dict(alpha=-1.0), r"alpha must be > 0, got -1.0"),
-        (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+        (dict(rank=0), "rank"),
+        (dict(rank=11), "rank"),  # above min(in_features, out_features) = 10
+        (dict(rank=2.5), "rank"),
+        (dict(rank=True), "rank"),
+        (dict(alpha=0), "alpha"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
     ],
 )
-def test_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError) as err:
         make_layer(**kwargs)
+    assert name in str(err.value)
+
+
+def test_the_largest_rank_is_accepted():
+    assert make_layer(rank=10).lora_A.shape == (10, 12)
 
 
 def test_base_must_be_linear():
-    with pytest.raises(TypeError, match="LoRALinear wraps an nn.Linear, got Conv1d"):
+    with pytest.raises(TypeError) as err:
         LoRALinear(nn.Conv1d(4, 4, 1))
+    assert "Conv1d" in str(err.value)
