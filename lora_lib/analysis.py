@@ -7,7 +7,7 @@
 - ``energy_captured(singular_values, r)``: the share of an update's squared Frobenius norm
   that its best rank-``r`` approximation keeps.
 - ``update_singular_values(before, after)``: the spectrum of a full fine-tuning update,
-  which ``lora_lib.train`` keeps in the record of every full fine-tuning run (the weights
+  which ``lora_lib.study.train`` keeps in the record of every full fine-tuning run (the weights
   themselves are never saved).
 """
 
