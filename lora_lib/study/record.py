@@ -31,7 +31,7 @@ class RecordError(ValueError):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # a NaN or infinite number is not a result
 
 
 class Params(_Part):
@@ -133,7 +133,7 @@ def load_record(path: str | Path) -> Record:
     path = Path(path)
     try:
         record = Record.model_validate_json(path.read_bytes())
-    except ValidationError as err:
+    except (ValidationError, TypeError) as err:  # TypeError: a hyperparameter its method does not take
         raise RecordError(f"{path}: not a valid run record: {err}") from err
     if path.stem != record.run_id:
         raise RecordError(f"{path}: the file name does not match its run_id {record.run_id!r}")
