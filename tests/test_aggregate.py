@@ -1,0 +1,53 @@
+"""summarize: one row per configuration, grouping runs by what they ran, never by their ids."""
+
+import math
+
+import pytest
+
+from conftest import make_record
+from lora_lib.study.aggregate import label_of, points_below, standard_error_of_gap, summarize
+from lora_lib.study.record import results_table
+
+
+def test_runs_with_equal_configurations_are_one_group_whatever_their_ids():
+    records = [make_record("first try", seed=0, accuracy=0.90), make_record("again-7", seed=1, accuracy=0.80)]
+    summary = summarize(results_table(records))
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert (row["runs"], row["seeds"], row["run_ids"]) == (2, "0,1", ("first try", "again-7"))
+    assert row["accuracy_mean"] == pytest.approx(0.85) and row["accuracy_std"] == pytest.approx(math.sqrt(0.005))
+    assert row["label"] == "LoRA r=8"
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_separate_groups():
+    # ids that look like two seeds of one configuration, but the learning rates differ
+    records = [make_record("lora_r8_s0", seed=0, lr=1e-3), make_record("lora_r8_s1", seed=1, lr=2e-3)]
+    summary = summarize(results_table(records))
+    assert sorted(summary["lr"]) == [1e-3, 2e-3] and summary["runs"].tolist() == [1, 1]
+    assert summary["accuracy_std"].isna().all()  # one run has no spread
+
+
+def test_groups_follow_the_registry_order_then_the_rank():
+    records = [make_record(f"lora_r{r}_s0", rank=r) for r in (16, 2)] + [
+        make_record("bitfit_s0", method="bitfit", rank=None), make_record("full_s0", method="full", rank=None)]
+    summary = summarize(results_table(records))
+    assert summary["label"].tolist() == ["Full fine-tuning", "BitFit", "LoRA r=2", "LoRA r=16"]
+
+
+def test_nothing_to_summarize_is_an_error():
+    with pytest.raises(ValueError):
+        summarize(results_table([]))
+
+
+def test_label_of():
+    assert label_of("lora", 4) == "LoRA r=4"
+    assert label_of("ia3") == "(IA)^3" and label_of("ia3", None) == "(IA)^3"
+    assert label_of("not-registered") == "not-registered"
+
+
+def test_gaps_in_points_and_their_standard_error():
+    full = {"accuracy_mean": 0.91, "accuracy_std": 0.01, "runs": 3}
+    lora = {"accuracy_mean": 0.90, "accuracy_std": 0.02, "runs": 4}
+    assert points_below(full, lora) == pytest.approx(1.0)
+    assert points_below(lora, full) == pytest.approx(-1.0)
+    assert standard_error_of_gap(lora, full) == pytest.approx(100 * math.sqrt(0.02**2 / 4 + 0.01**2 / 3))
