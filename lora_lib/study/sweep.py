@@ -131,6 +131,9 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
     result = subprocess.run(command, cwd=root, text=True, capture_output=True, env={**os.environ, **(env or {})},
                             preexec_fn=_stop_with_parent)
     if result.returncode == 0 and record_exists(out, run.run_id):
+        from .appendix import retitle_after_run  # the run's page gets its own title, not the template's
+
+        retitle_after_run(partial, out / f"{run.run_id}.json")
         partial.replace(out / f"{run.run_id}.ipynb")
         return "done", ""
     failed = out / "failed"

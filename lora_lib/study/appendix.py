@@ -1,0 +1,274 @@
+"""The book's appendix: an index of every run, and run pages titled by what they ran.
+
+- ``run_index(folder)``: one row per record under ``folder`` (``executed/``): the grid's runs,
+  the learning-rate search's (``tuning/``) and the runs a changed grid replaced
+  (``superseded/``), with the method as the registry labels it, the hyperparameters that
+  differ from the method's defaults, the learning rate in scientific notation, the seed, the
+  accuracy and the training time.
+- ``IndexTable(frame)``: that table as the book shows it, a link to each run's page in the
+  HTML and a plain table (run ids as text) in the PDF, which carries no run pages.
+- ``retitle_notebook(path, record)``: replace the template's title and prose at the top of an
+  executed notebook by the run's own title (``# lora_r8_s0: LoRA r=8, lr 2e-3, seed 0``) and a
+  line linking the template; leave every code cell and output as papermill wrote them.
+
+    python -m lora_lib.study.appendix executed        # retitle every executed notebook
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+
+from lora_lib.registry import METHODS
+
+from .aggregate import label_of, method_order
+from .record import Record, load_record, load_records
+
+# The sets of runs, in the order the appendix shows them, and the subfolder each lives in.
+SETS = {"grid": None, "tuning": "tuning", "superseded": "superseded"}
+# What a run's page says under its title: where the notebook came from. The link is relative to
+# the book's source folder, so that it holds wherever the sweep puts (or later moves) the run.
+TEMPLATE_LINK = "/train.md"
+INTRO = (
+    "The [training notebook]({template}) as papermill ran it with this run's parameters (the cell "
+    "`# Parameters` below), outputs as they came out; the record is `{run_id}.json` beside it."
+)
+# Sphinx leaves a page with this file-wide metadata out of the search index (myst-nb passes a
+# notebook's metadata on as the page's): 98 run pages would otherwise drown every search.
+NOSEARCH = "nosearch"
+# The template's cell of default parameters: papermill's injected cell below it is what the run set.
+HIDDEN_TAG = "remove-cell"
+
+COLUMNS = [
+    "set",
+    "run",
+    "method",
+    "hyperparameters",
+    "learning rate",
+    "training",
+    "scored on",
+    "seed",
+    "accuracy (%)",
+    "time (min)",
+    "page",
+]
+
+
+def format_lr(lr: float) -> str:
+    """A learning rate in scientific notation without padding: ``2e-3``, ``1.2e-4``."""
+    mantissa, exponent = f"{lr:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def hyperparameter_text(record: Record) -> str:
+    """The method's hyperparameters that differ from the registry's defaults, LoRA's rank left
+    out (the label has it): ``alpha=32, use_rslora=True``; ``""`` where all are defaults."""
+    defaults = METHODS[record.method].defaults if record.method in METHODS else {}
+    changed = []
+    for name, value in record.config.hparams.items():
+        default = defaults.get(name)
+        if isinstance(default, tuple):
+            default = list(default)
+        if name == "rank" and record.method == "lora" or value == default:
+            continue
+        changed.append(f"{name}={','.join(map(str, value)) if isinstance(value, list) else value}")
+    return ", ".join(changed)
+
+
+def run_title(record: Record) -> str:
+    """A run page's title: its id, then what it ran."""
+    config = record.config
+    return (
+        f"{record.run_id}: {label_of(record.method, config.hparams.get('rank'))}, lr {format_lr(config.lr)}, "
+        f"seed {config.seed}"
+    )
+
+
+def _training(record: Record) -> str:
+    config = record.config
+    epochs = f"{config.epochs:g} epoch{'' if config.epochs == 1 else 's'}"
+    if config.max_steps is not None:
+        epochs = f"{config.max_steps} steps"
+    return epochs if config.max_train_samples is None else f"{epochs} of {config.max_train_samples:,}"
+
+
+def _set_of(path: Path, folder: Path) -> str | None:
+    """Which set a record under ``folder`` belongs to (``None``: not one the appendix shows)."""
+    parts = path.relative_to(folder).parts
+    if len(parts) == 1:
+        return "grid"
+    return next((name for name, sub in SETS.items() if sub == parts[0]), None)
+
+
+def run_records(folder: str | Path) -> list[tuple[str, Path, Record]]:
+    """``(set, record path, record)`` for every record under ``folder``: the grid's at its top,
+    the search's in ``tuning/``, the replaced ones anywhere under ``superseded/``."""
+    folder = Path(folder)
+    found = [(folder, load_records(folder))]
+    found += [(sub, load_records(sub)) for sub in [folder / "tuning"] if sub.is_dir()]
+    superseded = folder / "superseded"
+    if superseded.is_dir():
+        found += [(sub, load_records(sub)) for sub in sorted({p.parent for p in superseded.rglob("*.json")})]
+    return [
+        (_set_of(where / f"{r.run_id}.json", folder), where / f"{r.run_id}.json", r)
+        for where, records in found
+        for r in records
+    ]
+
+
+def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
+    """One row per run under ``folder``, in the appendix's order (set, method, rank,
+    hyperparameters, training, learning rate, seed); ``page`` is the run's page as the book
+    names it, ``book_path`` being where the book sees ``folder``."""
+    folder = Path(folder)
+    rows = []
+    for set_name, path, record in run_records(folder):
+        config = record.config
+        rank = config.hparams.get("rank")
+        rows.append(
+            {
+                "set": set_name,
+                "run": record.run_id,
+                "method": label_of(record.method, rank),
+                "hyperparameters": hyperparameter_text(record),
+                "learning rate": format_lr(config.lr),
+                "training": _training(record),
+                "scored on": record.metrics.eval_split,
+                "seed": config.seed,
+                "accuracy (%)": round(record.metrics.dev_accuracy * 100, 2),
+                "time (min)": round(record.cost.train_seconds / 60, 1),
+                "page": f"{book_path}/{path.relative_to(folder).with_suffix('').as_posix()}",
+                "_order": (
+                    list(SETS).index(set_name),
+                    method_order(record.method),
+                    rank or 0,
+                    config.epochs,
+                    config.lr,
+                    config.seed,
+                    record.run_id,
+                ),
+            }
+        )
+    if not rows:
+        raise ValueError(f"no run records under {folder}: run the sweep first")
+    rows.sort(key=lambda row: row.pop("_order"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+class IndexTable:
+    """``run_index``'s table in both formats: in the HTML each run id links to its page; the
+    PDF, which carries no run pages, gets a markdown table (rendered as a LaTeX table) with
+    the ids as text. ``prefix`` is the path from the showing page to the book's root."""
+
+    def __init__(self, frame: pd.DataFrame, prefix: str = "", show_set: bool = True):
+        self.frame, self.prefix, self.show_set = frame, prefix, show_set
+
+    def _shown(self) -> pd.DataFrame:
+        frame = self.frame.drop(columns=["page"] + ([] if self.show_set else ["set"]))
+        return frame.assign(
+            hyperparameters=frame["hyperparameters"].replace("", "–"),
+            **{
+                "accuracy (%)": frame["accuracy (%)"].map("{:.2f}".format),
+                "time (min)": frame["time (min)"].map("{:.1f}".format),
+            },
+        )
+
+    def _repr_html_(self) -> str:
+        frame = self._shown().astype(str).map(html.escape)
+        frame["run"] = [
+            f'<a href="{html.escape(self.prefix + page)}.html">{html.escape(run)}</a>'
+            for run, page in zip(self.frame["run"], self.frame["page"])
+        ]
+        return frame.to_html(index=False, escape=False, border=0, classes="run-index")
+
+    def _repr_markdown_(self) -> str:
+        frame = self._shown().astype(str)
+        cells = frame.map(lambda v: v.replace("|", r"\|").replace("^", r"\^").replace("_", r"\_"))
+        lines = [
+            "| " + " | ".join(frame.columns) + " |",
+            "|"
+            + "|".join("---:" if pd.api.types.is_numeric_dtype(self.frame[c]) else "---" for c in frame.columns)
+            + "|",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return self._shown().to_string(index=False)
+
+
+def heading(record: Record, template: str = TEMPLATE_LINK) -> str:
+    """The first markdown cell of a run's page."""
+    return f"# {run_title(record)}\n\n" + INTRO.format(template=template, run_id=record.run_id)
+
+
+def retitle_notebook(path: str | Path, record: Record, template: str = TEMPLATE_LINK) -> bool:
+    """Give the executed notebook at ``path`` the run's title, in place; ``True`` if it changed.
+
+    Only the first markdown cell's text, the notebook's search metadata and the template's
+    default-parameter cell's tags change: the code, the outputs and papermill's metadata (whose
+    ``parameters`` the sweep compares with the grid) stay as they are. Running it again changes
+    nothing.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    notebook = nbformat.reads(text, as_version=4)
+    first = next((cell for cell in notebook.cells if cell.cell_type == "markdown"), None)
+    if first is None:
+        first = nbformat.v4.new_markdown_cell("")
+        notebook.cells.insert(0, first)
+    first.source = heading(record, template)
+    notebook.metadata[NOSEARCH] = True
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and "parameters" in tags and HIDDEN_TAG not in tags:
+            cell.metadata["tags"] = [*tags, HIDDEN_TAG]
+    nbformat.validate(notebook)
+    new = nbformat.writes(notebook)
+    if new.rstrip("\n") == text.rstrip("\n"):
+        return False
+    path.write_text(new + ("\n" if text.endswith("\n") else ""), encoding="utf-8")
+    return True
+
+
+def retitle_folder(folder: str | Path) -> list[Path]:
+    """``retitle_notebook`` on every executed notebook under ``folder`` that has its record
+    beside it; returns the notebooks that changed."""
+    changed = []
+    for _, record_path, record in run_records(folder):
+        notebook = record_path.with_suffix(".ipynb")
+        if notebook.is_file() and retitle_notebook(notebook, record):
+            changed.append(notebook)
+    return changed
+
+
+def retitle_after_run(notebook: str | Path, record_path: str | Path) -> bool:
+    """What the sweep calls on a finished run's notebook, before moving it into place."""
+    return retitle_notebook(notebook, load_record(record_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lora_lib.study.appendix",
+        description="Title every executed notebook by its run (id, method, learning rate, seed).",
+    )
+    parser.add_argument("folder", help="the folder of runs, e.g. executed")
+    args = parser.parse_args(argv)
+    try:
+        changed = retitle_folder(args.folder)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    for path in changed:
+        print(path)
+    print(f"{len(changed)} notebook(s) retitled")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

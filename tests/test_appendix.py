@@ -1,0 +1,203 @@
+"""The appendix: the index of every run, and run pages titled by their run."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lora_lib.study import sweep as sweep_module
+from lora_lib.study.appendix import (
+    IndexTable,
+    format_lr,
+    heading,
+    hyperparameter_text,
+    retitle_folder,
+    retitle_notebook,
+    run_index,
+    run_title,
+)
+from lora_lib.study.config import RunConfig
+from lora_lib.study.record import SCHEMA_VERSION, Record, load_record, save_record
+
+REPO = Path(__file__).resolve().parent.parent
+EXECUTED = REPO / "executed"
+
+
+def _record(run_id, method="lora", seed=0, lr=2e-3, accuracy=0.87, seconds=600.0, **hparams):
+    config = RunConfig(method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id)
+    return Record(
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        method=method,
+        description="made up",
+        config=config,
+        params={"total": 100, "trainable": 1, "trainable_pct": 1.0, "groups": {}},
+        metrics={"eval_split": "validation", "dev_accuracy": accuracy, "dev_loss": 0.3},
+        cost={
+            "train_seconds": seconds,
+            "train_examples": 1,
+            "train_tokens": 1,
+            "train_examples_per_second": 1.0,
+            "train_tokens_per_second": 1.0,
+            "peak_rss_mb": 1.0,
+        },
+        history={"train": [], "eval": []},
+        environment={},
+    )
+
+
+def _executed_notebook(path, run_id):
+    """An executed notebook as papermill leaves it: the template's title and prose, its
+    default parameters, the injected ones, and outputs."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"method": "lora", "rank": 8, "run_id": run_id}, "duration": 1.0}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Training one configuration\n\nThe template's prose."),
+        nbformat.v4.new_code_cell("method = 'lora'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("# Parameters\nrank = 8", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_markdown_cell("The result:"),
+        nbformat.v4.new_code_cell(
+            "print(1)", execution_count=3, outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+        ),
+    ]
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return nb
+
+
+@pytest.mark.parametrize(
+    "lr, text", [(2e-3, "2e-3"), (1.2e-4, "1.2e-4"), (3e-5, "3e-5"), (0.1, "1e-1"), (0.015, "1.5e-2"), (5.0e-4, "5e-4")]
+)
+def test_learning_rates_are_in_scientific_notation(lr, text):
+    assert format_lr(lr) == text
+
+
+def test_only_hyperparameters_off_their_defaults_are_named():
+    assert hyperparameter_text(_record("lora_r8_s0", rank=8)) == ""  # the rank is in the label
+    assert hyperparameter_text(_record("a_s0", rank=1, alpha=2)) == "alpha=2"
+    assert (
+        hyperparameter_text(_record("b_s0", rank=8, targets=["query", "value", "pooler.dense"]))
+        == "targets=query,value,pooler.dense"
+    )
+    assert hyperparameter_text(_record("houlsby_s0", method="houlsby", reduction_factor=16)) == ""
+
+
+def test_a_run_title_names_the_run_the_method_the_rate_and_the_seed():
+    assert run_title(_record("lora_r8_s1", rank=8, seed=1)) == "lora_r8_s1: LoRA r=8, lr 2e-3, seed 1"
+    assert run_title(_record("full_s0", method="full", lr=1.2e-4)) == "full_s0: Full fine-tuning, lr 1.2e-4, seed 0"
+
+
+@pytest.fixture
+def runs(tmp_path):
+    folder = tmp_path / "executed"
+    save_record(_record("lora_r8_s1", rank=8, seed=1, accuracy=0.8812), folder)
+    save_record(_record("lora_r8_s0", rank=8, seed=0), folder)
+    save_record(_record("full_s0", method="full", lr=1.2e-4, seconds=900.0), folder)
+    save_record(_record("lora_r8_lr0.004_s0", rank=8, lr=4e-3), folder / "tuning")
+    save_record(_record("lora_r1_s0", rank=1, lr=4e-3), folder / "superseded")
+    save_record(_record("lora_r1_s0", rank=1, lr=8e-3), folder / "superseded" / "2")
+    return folder
+
+
+def test_the_index_has_every_run_in_its_set_and_order(runs):
+    index = run_index(runs)
+    assert index["run"].tolist() == [
+        "full_s0",
+        "lora_r8_s0",
+        "lora_r8_s1",
+        "lora_r8_lr0.004_s0",
+        "lora_r1_s0",
+        "lora_r1_s0",
+    ]
+    assert index["set"].tolist() == ["grid"] * 3 + ["tuning"] + ["superseded"] * 2
+    assert index["page"].tolist()[-3:] == [
+        "executed/tuning/lora_r8_lr0.004_s0",
+        "executed/superseded/lora_r1_s0",
+        "executed/superseded/2/lora_r1_s0",
+    ]
+    first, last = index.iloc[0], index.iloc[2]
+    assert (first["method"], first["learning rate"], first["time (min)"]) == ("Full fine-tuning", "1.2e-4", 15.0)
+    assert (last["method"], last["seed"], last["accuracy (%)"]) == ("LoRA r=8", 1, 88.12)
+
+
+def test_an_empty_folder_has_no_index(tmp_path):
+    (tmp_path / "executed").mkdir()
+    with pytest.raises(ValueError, match="executed"):
+        run_index(tmp_path / "executed")
+
+
+def test_the_index_links_each_run_in_html_and_is_a_plain_table_for_the_pdf(runs):
+    index = run_index(runs)
+    table = IndexTable(index, prefix="../")
+    page = table._repr_html_()
+    assert page.count("</tr>") == len(index) + 1  # the header and one row per run
+    assert '<a href="../executed/tuning/lora_r8_lr0.004_s0.html">lora_r8_lr0.004_s0</a>' in page
+    assert "page" not in page.split("</thead>")[0]
+    markdown = table._repr_markdown_().splitlines()
+    assert len(markdown) == len(index) + 2 and set(markdown[1]) <= set("|-:")
+    assert "](" not in "".join(markdown) and "lora\\_r8\\_s0" in markdown[3]
+    assert "<td>87.00</td>" in page and "<td>15.0</td>" in page  # fixed decimals
+    assert "set" not in IndexTable(index, show_set=False)._repr_markdown_().splitlines()[0].split(" | ")
+
+
+def test_retitling_changes_the_heading_and_nothing_papermill_wrote(tmp_path):
+    path = tmp_path / "lora_r8_s0.ipynb"
+    before = _executed_notebook(path, "lora_r8_s0")
+    record = _record("lora_r8_s0", rank=8)
+    assert retitle_notebook(path, record)
+    after = nbformat.read(path, as_version=4)
+    nbformat.validate(after)
+    assert after.cells[0].source.startswith("# lora_r8_s0: LoRA r=8, lr 2e-3, seed 0\n")
+    assert "template's prose" not in after.cells[0].source and "(/train.md)" in after.cells[0].source
+    assert after.metadata["papermill"] == before.metadata["papermill"]
+    assert [(c.source, c.get("outputs")) for c in after.cells[1:]] == [
+        (c.source, c.get("outputs")) for c in before.cells[1:]
+    ]
+    assert "remove-cell" in after.cells[1].metadata["tags"] and after.metadata["nosearch"] is True
+    assert after.cells[2].metadata["tags"] == ["injected-parameters"]  # what the run set stays in sight
+    text = path.read_text()
+    assert not retitle_notebook(path, record) and path.read_text() == text  # idempotent
+
+
+def test_retitling_a_folder_titles_each_notebook_by_its_own_record(runs):
+    for sub, run_id in [("", "lora_r8_s0"), ("tuning", "lora_r8_lr0.004_s0"), ("superseded/2", "lora_r1_s0")]:
+        _executed_notebook(runs / sub / f"{run_id}.ipynb", run_id)
+    changed = retitle_folder(runs)
+    assert len(changed) == 3
+    title = nbformat.read(runs / "superseded" / "2" / "lora_r1_s0.ipynb", as_version=4).cells[0].source
+    assert title.startswith("# lora_r1_s0: LoRA r=1, lr 8e-3, seed 0")
+    assert retitle_folder(runs) == []
+
+
+def test_the_sweep_titles_a_finished_run_before_moving_it_into_place(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "train.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    grid = sweep_module.Grid(
+        runs=[], output_dir=tmp_path / "executed", notebook=tmp_path / "book" / "train.ipynb", root=tmp_path
+    )
+    run = sweep_module.Run("lora_r8_s0", {"method": "lora", "rank": 8, "run_id": "lora_r8_s0"})
+
+    def papermill(command, **kwargs):  # what a successful papermill run leaves: the partial notebook and a record
+        _executed_notebook(tmp_path / command[4], "lora_r8_s0")
+        save_record(_record("lora_r8_s0", rank=8), grid.output_dir)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    grid.output_dir.mkdir()
+    monkeypatch.setattr(sweep_module.subprocess, "run", papermill)
+    assert sweep_module.execute(run, grid) == ("done", "")
+    notebook = nbformat.read(grid.output_dir / "lora_r8_s0.ipynb", as_version=4)
+    assert notebook.cells[0].source.startswith("# lora_r8_s0: LoRA r=8")
+    assert not list(grid.output_dir.glob(".*.partial"))
+
+
+def test_every_executed_notebook_of_the_study_is_titled_by_its_run():
+    notebooks = sorted(EXECUTED.rglob("*.ipynb"))
+    notebooks = [p for p in notebooks if "failed" not in p.relative_to(EXECUTED).parts]
+    assert len(notebooks) >= 98
+    for path in notebooks:
+        record = load_record(path.with_suffix(".json"))
+        notebook = json.loads(path.read_text())
+        first = next(c for c in notebook["cells"] if c["cell_type"] == "markdown")
+        assert "".join(first["source"]) == heading(record), path.name
+        assert notebook["metadata"]["papermill"]["parameters"]["run_id"] == record.run_id
