@@ -1,118 +1,139 @@
-"""The key findings that the README and chapter 6 print, on a results table built by hand."""
+"""The key findings that the README and chapter 6 print, on records made up for the purpose.
+
+The sentences may be reworded; what they must say is checked: the verdict (meets or misses),
+the configuration named, and the numbers.
+"""
 
 import pandas as pd
-from matplotlib.collections import PathCollection
 import pytest
+from matplotlib.collections import PathCollection
 
-from lora_lib import report
-
-
-def results(rows):
-    """A ``load_results``-shaped frame: (run_id, method, rank, accuracy, trainable_pct, examples/s, MiB)."""
-    return pd.DataFrame([
-        {"run_id": run_id, "method": method, "rank": rank, "seed": int(run_id[-1]), "dev_accuracy": accuracy,
-         "train_loss_tail": 0.2,
-         "trainable": int(pct * 1e5), "trainable_pct": pct, "train_seconds": 600.0,
-         "train_examples_per_second": speed, "peak_rss_mb": memory}
-        for run_id, method, rank, accuracy, pct, speed, memory in rows])
+from conftest import make_record
+from lora_lib.study.aggregate import summarize
+from lora_lib.study.findings import findings, findings_markdown, lora_against_full
+from lora_lib.study.record import results_table
+from lora_lib.study.render import accuracy_plot
 
 
-GRID = results(
-    [(f"full_s{s}", "full", None, a, 100.0, 100.0, 2000.0) for s, a in enumerate([0.90, 0.91, 0.92])]
-    + [(f"lora_r8_s{s}", "lora", 8, a, 0.33, 150.0, 1500.0) for s, a in enumerate([0.90, 0.90, 0.90])]
-    + [(f"lora_r64_s{s}", "lora", 64, a, 2.6, 140.0, 1550.0) for s, a in enumerate([0.89, 0.90, 0.91])]
-    + [(f"bitfit_s{s}", "bitfit", None, a, 0.1, 160.0, 1400.0) for s, a in enumerate([0.85, 0.86, 0.87])]
-    + [("lora_r4_s0", "lora", 4, 0.99, 0.2, 150.0, 1500.0)]
-)
+def configuration(method, rank, accuracies, pct, speed, memory):
+    """One configuration's records, one per accuracy (seeds 0, 1, ...)."""
+    name = f"{method}_r{rank}" if rank else method
+    return [make_record(f"{name}_s{seed}", method=method, rank=rank, seed=seed, accuracy=accuracy,
+                        trainable_pct=pct, speed=speed, memory=memory)
+            for seed, accuracy in enumerate(accuracies)]
+
+
+def summary_of(*configurations):
+    return summarize(results_table([r for c in configurations for r in c]))
+
+
+def full(accuracies=(0.92, 0.92, 0.92)):
+    return configuration("full", None, accuracies, 100.0, 100.0, 2000.0)
+
+
+def lora(rank, accuracies, pct):
+    return configuration("lora", rank, accuracies, pct, 150.0, 1500.0)
+
+
+GRID_RECORDS = [
+    *full([0.90, 0.91, 0.92]),
+    *lora(8, [0.90, 0.90, 0.90], 0.33),
+    *configuration("lora", 64, [0.89, 0.90, 0.91], 2.6, 140.0, 1550.0),
+    *configuration("bitfit", None, [0.85, 0.86, 0.87], 0.1, 160.0, 1400.0),
+    *lora(4, [0.99], 0.2),  # one seed: not a result
+]
+GRID = summarize(results_table(GRID_RECORDS))
 
 
 def test_findings_state_the_targets_rank_baselines_and_cost():
-    lines = report.findings(report.summarize(GRID))
-    assert lines[0] == "Full fine-tuning reaches 91.00 ± 1.00% (3 seeds), which meets the 90% target."
+    target, against, ranks, others, cost, pending = findings(GRID)
+    assert "91.00 ± 1.00%" in target and "meets" in target and "misses" not in target
     # the one-run r=4 at 99% is not a result: r=8 is the best rank, 1.00 point below full
-    assert lines[1] == ("The best LoRA rank, r = 8, reaches 90.00 ± 0.00% (3 seeds): 1.00 points below full "
-                        "fine-tuning, training 0.33% of the parameters, so it meets the target of at most 1.0 point "
-                        "below with under 1% trained.")
-    assert lines[2] == ("Rank: r = 8: 90.00, r = 64: 90.00. The means span 0.00 points (highest at r = 8, lowest at "
-                        "r = 8), against a seed-to-seed standard deviation of 0.50 points on average: a higher rank "
-                        "does not clearly help.")
-    assert lines[3] == "The other methods: BitFit 86.00 ± 1.00% (3 seeds) with 0.10% trained."
-    assert lines[4] == ("Cost against full fine-tuning (100 examples/s, 2000 MiB peak): LoRA r=8 trains 1.50x as fast "
-                        "in 0.75x the memory; the fastest and leanest is BitFit (1.60x, 0.70x the memory).")
-    assert lines[5] == "Not yet results (fewer than 3 seeds, left out above): LoRA r=4 (1 of 3)."
+    assert "r = 8" in against and "r = 4" not in against and "r = 64" not in against
+    assert "90.00 ± 0.00%" in against and "1.00 points below" in against and "0.33%" in against
+    assert "meets" in against and "misses" not in against
+    assert ranks.index("r = 8: 90.00") < ranks.index("r = 64: 90.00") and "r = 4" not in ranks
+    assert "0.00 points" in ranks and "0.50 points" in ranks  # the spread of the means, the seeds' spread
+    assert "BitFit 86.00 ± 1.00%" in others and "0.10%" in others and "LoRA" not in others
+    assert "100 examples/s" in cost and "2000 MiB" in cost
+    assert "LoRA r=8 trains 1.50x as fast in 0.75x the memory" in cost
+    assert "BitFit (1.60x, 0.70x the memory)" in cost
+    assert "LoRA r=4 (1 of 3)" in pending and "BitFit" not in pending
+    assert findings_markdown(GRID).splitlines()[0] == f"- {target}"
 
 
 @pytest.mark.parametrize("accuracies, verdict", [([0.89, 0.90, 0.91], "meets"), ([0.89, 0.90, 0.90], "misses")])
 def test_the_full_fine_tuning_target_is_on_the_mean(accuracies, verdict):
-    grid = results([(f"full_s{s}", "full", None, a, 100.0, 100.0, 2000.0) for s, a in enumerate(accuracies)])
-    line = report.findings(report.summarize(grid))[0]
-    assert f"which {verdict} the 90% target" in line
-    assert line.endswith("Chapter 5 says what was tried to reach it.") == (verdict == "misses")
+    [line] = findings(summary_of(full(accuracies)))
+    other = {"meets": "misses", "misses": "meets"}[verdict]
+    assert verdict in line and other not in line
+    assert f"{sum(accuracies) / 3 * 100:.2f}" in line
 
 
-def test_a_lora_gap_over_a_point_or_over_one_percent_trained_misses():
-    full = [(f"full_s{s}", "full", None, 0.92, 100.0, 100.0, 2000.0) for s in range(3)]
-    far = results(full + [(f"lora_r8_s{s}", "lora", 8, 0.9099, 0.33, 150.0, 1500.0) for s in range(3)])
-    big = results(full + [(f"lora_r8_s{s}", "lora", 8, 0.92, 1.2, 150.0, 1500.0) for s in range(3)])
-    assert "1.01 points below full fine-tuning" in report.findings(report.summarize(far))[1]
-    assert report.findings(report.summarize(far))[1].endswith(
-        "so it misses the target of at most 1.0 point below with under 1% trained. "
-        "Chapter 5 says what was tried to close the gap.")
-    against = report.lora_against_full(report.summarize(far))
-    assert against.best["group"] == against.best_small["group"] == "lora_r8"
+def test_a_lora_gap_over_a_point_misses():
+    summary = summary_of(full(), lora(8, [0.9099] * 3, 0.33))
+    line = findings(summary)[1]
+    assert "1.01 points below" in line and "misses" in line and "meets" not in line
+    against = lora_against_full(summary)
+    assert against.best["rank"] == against.best_small["rank"] == 8
     assert against.gap == against.gap_small == pytest.approx(1.01) and not against.met
-    assert report.findings(report.summarize(big))[1].startswith(
-        "The best LoRA rank, r = 8, reaches 92.00 ± 0.00% (3 seeds): level with full fine-tuning, training 1.20% of "
-        "the parameters; no rank trains under 1%, so LoRA misses the target")
+
+
+def test_a_rank_level_with_full_but_over_one_percent_trained_misses():
+    summary = summary_of(full(), lora(8, [0.92] * 3, 1.2))
+    line = findings(summary)[1]
+    assert "r = 8" in line and "level with" in line and "1.20%" in line
+    assert "misses" in line and "meets" not in line
+    against = lora_against_full(summary)
+    assert against.best_small is None and against.gap_small is None and not against.met
 
 
 def test_a_big_rank_near_full_does_not_hide_a_small_rank_that_misses():
-    grid = results([(f"full_s{s}", "full", None, 0.92, 100.0, 100.0, 2000.0) for s in range(3)]
-                   + [(f"lora_r64_s{s}", "lora", 64, 0.915, 2.5, 150.0, 1500.0) for s in range(3)]
-                   + [(f"lora_r8_s{s}", "lora", 8, 0.905, 0.33, 150.0, 1500.0) for s in range(3)]
-                   + [(f"lora_r4_s{s}", "lora", 4, 0.90, 0.17, 150.0, 1500.0) for s in range(3)])
-    against = report.lora_against_full(report.summarize(grid))
-    assert (against.best["group"], against.best_small["group"]) == ("lora_r64", "lora_r8")
+    configurations = [full(), lora(64, [0.915] * 3, 2.5), lora(8, [0.905] * 3, 0.33), lora(4, [0.90] * 3, 0.17)]
+    summary = summary_of(*configurations)
+    against = lora_against_full(summary)
+    assert (against.best["rank"], against.best_small["rank"]) == (64, 8)
     assert (against.gap, against.gap_small) == (pytest.approx(0.5), pytest.approx(1.5)) and not against.met
-    assert report.findings(report.summarize(grid))[1] == (
-        "The best LoRA rank, r = 64, reaches 91.50 ± 0.00% (3 seeds): 0.50 points below full fine-tuning, training "
-        "2.50% of the parameters; the best under 1% trained, r = 8 (0.33%), reaches 90.50 ± 0.00% (3 seeds): 1.50 "
-        "points below full fine-tuning, so LoRA misses the target of at most 1.0 point below with under 1% trained. "
-        "Chapter 5 says what was tried to close the gap.")
-    assert "(highest at r = 64, lowest at r = 4)" in report.findings(report.summarize(grid))[2]
-    closer = grid.assign(dev_accuracy=grid["dev_accuracy"].where(grid["run_id"].str[:7] != "lora_r8", 0.912))
-    assert report.lora_against_full(report.summarize(closer)).met
+    line = findings(summary)[1]
+    # both ranks named with their gaps, best first, and the verdict on the small one
+    assert line.index("r = 64") < line.index("0.50 points below") < line.index("r = 8") < line.index("1.50 points below")
+    assert "misses" in line and "meets" not in line
+    ranks = findings(summary)[2]
+    assert "highest at r = 64" in ranks and "lowest at r = 4" in ranks
+    closer = summary_of(full(), lora(64, [0.915] * 3, 2.5), lora(8, [0.912] * 3, 0.33), lora(4, [0.90] * 3, 0.17))
+    assert lora_against_full(closer).met
+    assert "meets" in findings(closer)[1]
 
 
 def test_the_head_alone_is_named_cheapest_and_the_encoder_methods_separately():
-    head = results([(f"head_s{s}", "head", None, 0.68, 0.0034, 190.0, 1000.0) for s in range(3)])
-    lines = report.findings(report.summarize(pd.concat([GRID, head])))
-    assert "; Head only 68.00 ± 0.00% (3 seeds) with 0.003% trained." in lines[3]
-    assert lines[4].endswith("the fastest and leanest is Head only (1.90x, 0.50x the memory); of the methods that adapt "
-                             "the encoder, the fastest and leanest is BitFit (1.60x, 0.70x the memory).")
+    head = configuration("head", None, [0.68] * 3, 0.0034, 190.0, 1000.0)
+    summary = summarize(pd.concat([results_table(GRID_RECORDS), results_table(head)]))
+    _, _, _, others, cost, _ = findings(summary)
+    assert "Head only 68.00 ± 0.00%" in others and "0.003%" in others  # under 0.01%: not printed as 0.00%
+    head_at, encoder_at = cost.index("Head only (1.90x, 0.50x the memory)"), cost.index("BitFit (1.60x, 0.70x")
+    assert head_at < cost.index("encoder") < encoder_at
 
 
 def test_lora_against_full_waits_for_both_to_have_their_seeds():
-    full = [(f"full_s{s}", "full", None, 0.92, 100.0, 100.0, 2000.0) for s in range(3)]
-    two_seeds = [(f"lora_r8_s{s}", "lora", 8, 0.92, 0.33, 150.0, 1500.0) for s in range(2)]
-    assert report.lora_against_full(report.summarize(results(full + two_seeds))) is None
-    assert report.lora_against_full(report.summarize(results(full[:2] + two_seeds))) is None
-    against = report.lora_against_full(report.summarize(results(full + two_seeds)), seeds=2)
-    assert (against.best["group"], against.gap, against.met) == ("lora_r8", pytest.approx(0.0), True)
+    two_seeds = lora(8, [0.92] * 2, 0.33)
+    assert lora_against_full(summary_of(full(), two_seeds)) is None
+    assert lora_against_full(summary_of(full()[:2], two_seeds)) is None
+    against = lora_against_full(summary_of(full(), two_seeds), seeds=2)
+    assert (against.best["rank"], against.gap, against.met) == (8, pytest.approx(0.0), True)
 
 
 def test_with_no_complete_configuration_only_the_pending_ones_are_named():
-    grid = results([("full_s0", "full", None, 0.89, 100.0, 100.0, 2000.0),
-                    ("lora_r8_s0", "lora", 8, 0.87, 0.33, 150.0, 1500.0)])
-    assert report.findings(report.summarize(grid)) == [
-        "Not yet results (fewer than 3 seeds, left out above): Full fine-tuning (1 of 3), LoRA r=8 (1 of 3)."]
+    [line] = findings(summary_of(full([0.89]), lora(8, [0.87], 0.33)))
+    assert "Full fine-tuning (1 of 3)" in line and "LoRA r=8 (1 of 3)" in line
+    assert "89" not in line and "87" not in line  # no number from fewer seeds
 
 
 def test_every_seed_is_kept_and_drawn():
-    summary = report.summarize(GRID)
-    assert summary.set_index("group").loc["full", "accuracies"] == (0.90, 0.91, 0.92)
-    fig = report.accuracy_plot(summary, "trainable", "trainable parameters", log=True)
+    row = GRID[GRID["method"] == "full"].iloc[0]
+    assert row["accuracies"] == (0.90, 0.91, 0.92)
+    fig = accuracy_plot(GRID, "trainable", "trainable parameters", log=True)
     hollow = [c for c in fig.axes[0].collections
               if isinstance(c, PathCollection) and not len(c.get_facecolors())]
     drawn = sorted(y for c in hollow for _, y in c.get_offsets())
-    assert drawn == pytest.approx(sorted(GRID["dev_accuracy"] * 100))
+    expected = [a * 100 for accs in GRID["accuracies"] for a in accs]
+    assert drawn == pytest.approx(sorted(expected))
