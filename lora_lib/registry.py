@@ -10,8 +10,8 @@ keyword arguments of its function; nothing else lists them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
