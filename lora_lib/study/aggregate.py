@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lora_lib.registry import METHODS
 
@@ -69,21 +68,3 @@ def standard_error_of_gap(row: pd.Series, reference: pd.Series) -> float:
     return float(np.sqrt(row["accuracy_std"] ** 2 / row["runs"] + reference["accuracy_std"] ** 2 / reference["runs"])
                  * 100)
 
-
-def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
-    """The ``confidence`` t-interval of the mean of ``values`` (NaN for fewer than two)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return (np.nan, np.nan)
-    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return (values.mean() - half, values.mean() + half)
-
-
-def gap_interval(row: pd.Series, reference: pd.Series, confidence: float = 0.95) -> tuple[float, float, float]:
-    """``reference`` minus ``row`` in points, with its Welch t-interval over the seeds of each."""
-    a, b = np.asarray(reference["accuracies"]) * 100, np.asarray(row["accuracies"]) * 100
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf((1 + confidence) / 2, dof) * np.sqrt(va + vb)
-    gap = a.mean() - b.mean()
-    return gap, gap - half, gap + half

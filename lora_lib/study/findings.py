@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .aggregate import gap_interval, points_below, t_interval
+from .aggregate import points_below
+from .stats import t_interval, welch_interval
 
 # The study's targets: mean SST-2 validation accuracy over three seeds.
 FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
@@ -172,17 +173,16 @@ def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, 
     full = done[done["method"] == "full"].iloc[0]
     against = lora_against_full(summary, seeds)
     lora = against.best_small if against.best_small is not None else against.best
-    full_low, full_high = t_interval(full["accuracies"])
-    gap, gap_low, gap_high = gap_interval(lora, full)
-    lora_low, lora_high = t_interval(lora["accuracies"])
+    full_ci, lora_ci = t_interval(full["accuracies"]), t_interval(lora["accuracies"])
+    gap = welch_interval(full["accuracies"], lora["accuracies"])
     return {
         "runs": int(summary["runs"].sum()), "configurations": len(summary), "seeds": seeds,
-        "full_mean": f"{full['accuracy_mean'] * 100:.2f}", "full_ci": f"{full_low * 100:.2f} to {full_high * 100:.2f}",
-        "full_verdict": verdict(full_low, full_high, FULL_TARGET),
+        "full_mean": f"{full_ci.estimate:.2f}", "full_ci": f"{full_ci.low:.2f} to {full_ci.high:.2f}",
+        "full_verdict": verdict(full_ci.low, full_ci.high, FULL_TARGET * 100),
         "lora_label": lora["label"], "lora_trainable": f"{lora['trainable_pct']:.2f}%",
-        "lora_mean": f"{lora['accuracy_mean'] * 100:.2f}", "lora_ci": f"{lora_low * 100:.2f} to {lora_high * 100:.2f}",
-        "lora_gap": f"{gap:.2f}", "lora_gap_ci": f"{gap_low:.2f} to {gap_high:.2f}",
-        "lora_verdict": verdict(gap_low, gap_high, LORA_MAX_GAP_POINTS, higher_is_better=False),
+        "lora_mean": f"{lora_ci.estimate:.2f}", "lora_ci": f"{lora_ci.low:.2f} to {lora_ci.high:.2f}",
+        "lora_gap": f"{gap.estimate:.2f}", "lora_gap_ci": f"{gap.low:.2f} to {gap.high:.2f}",
+        "lora_verdict": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False),
     }
 
 
@@ -193,10 +193,10 @@ def gaps_to_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> pd.Dat
     full = done[done["method"] == "full"].iloc[0]
     rows = []
     for _, row in done[done["method"] != "full"].iterrows():
-        gap, low, high = gap_interval(row, full)
+        gap = welch_interval(full["accuracies"], row["accuracies"])
         rows.append({"configuration": row["label"], "trained (%)": round(row["trainable_pct"], 3),
-                     "points below full": round(gap, 2), "95% interval": f"{low:.2f} to {high:.2f}",
-                     "within a point": verdict(low, high, LORA_MAX_GAP_POINTS, higher_is_better=False)})
+                     "points below full": round(gap.estimate, 2), "95% interval": f"{gap.low:.2f} to {gap.high:.2f}",
+                     "within a point": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False)})
     return pd.DataFrame(rows).set_index("configuration")
 
 

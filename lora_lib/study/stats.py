@@ -1,0 +1,124 @@
+"""The statistics the study's claims rest on, each small enough to check by hand.
+
+- ``t_interval``: a configuration's mean accuracy over seeds, with its t-interval.
+- ``welch_interval``: the difference of two configurations' means over seeds (no pairing).
+- ``paired_bootstrap``: the difference of two configurations on the same sentences,
+  resampling seeds and sentences together, so that the interval carries both the seeds'
+  spread and the evaluation split's own sampling error.
+- ``mcnemar``: whether two configurations err on different sentences, on pooled predictions.
+- ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
+
+Accuracies are fractions (0 to 1) in, points (0 to 100) out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate in points with its ``CONFIDENCE`` interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+def t_interval(accuracies, confidence: float = CONFIDENCE) -> Interval:
+    """Mean over seeds, in points, with the t-interval (NaN ends for fewer than two seeds)."""
+    values = np.asarray(accuracies, dtype=float) * 100
+    if len(values) < 2:
+        return Interval(float(values.mean()), np.nan, np.nan)
+    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return Interval(float(values.mean()), float(values.mean() - half), float(values.mean() + half))
+
+
+def welch_interval(a, b, confidence: float = CONFIDENCE) -> Interval:
+    """Mean of ``a`` minus mean of ``b`` (accuracies over seeds), in points, with Welch's t-interval."""
+    a, b = np.asarray(a, dtype=float) * 100, np.asarray(b, dtype=float) * 100
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf((1 + confidence) / 2, dof) * np.sqrt(va + vb)
+    gap = a.mean() - b.mean()
+    return Interval(float(gap), float(gap - half), float(gap + half))
+
+
+def paired_bootstrap(correct_a, correct_b, rounds: int = 10_000, seed: int = 0,
+                     confidence: float = CONFIDENCE) -> Interval:
+    """Accuracy of A minus accuracy of B, in points, over the same sentences.
+
+    ``correct_a`` is a seeds x sentences array of 0/1 (whether each seed of A got each sentence
+    right), ``correct_b`` the same for B (its own seeds, the same sentences in the same order).
+    Each round draws the sentences with replacement (the same draw for A and B: the pairing)
+    and each method's seeds with replacement, and takes the difference of the mean accuracies;
+    the interval is the percentile interval of the rounds.
+    """
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"correct_a and correct_b must be seeds x sentences over the same sentences, "
+                         f"got shapes {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    n = a.shape[1]
+    sentences = rng.integers(0, n, size=(rounds, n))
+    seeds_a = rng.integers(0, a.shape[0], size=(rounds, a.shape[0]))
+    seeds_b = rng.integers(0, b.shape[0], size=(rounds, b.shape[0]))
+    # Per round: the mean over the drawn seeds of each seed's accuracy on the drawn sentences.
+    per_seed_a = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds_a
+    per_seed_b = np.stack([b[:, s].mean(axis=1) for s in sentences])
+    diffs = (np.take_along_axis(per_seed_a, seeds_a, axis=1).mean(axis=1)
+             - np.take_along_axis(per_seed_b, seeds_b, axis=1).mean(axis=1)) * 100
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return Interval(float((a.mean() - b.mean()) * 100), float(low), float(high))
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Pooled over seed pairs: sentences only A got right, only B got right, and the exact p-value."""
+
+    only_a: int
+    only_b: int
+    p_value: float
+
+
+def mcnemar(correct_a, correct_b) -> McNemar:
+    """McNemar's exact test on predictions pooled over seed pairs (seed i of A with seed i of B)."""
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    pairs = min(len(a), len(b))
+    a, b = a[:pairs].ravel(), b[:pairs].ravel()
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return McNemar(only_a, only_b, float(p))
+
+
+@dataclass(frozen=True)
+class RankTrend:
+    """Accuracy (points) per doubling of the rank, with its interval, and the ANOVA over ranks."""
+
+    slope: Interval
+    trend_p: float
+    anova_f: float
+    anova_p: float
+
+
+def rank_trend(ranks, accuracies, confidence: float = CONFIDENCE) -> RankTrend:
+    """Fit accuracy (points) against log2(rank) over every run, and test the ranks with a one-way ANOVA.
+
+    ``ranks`` and ``accuracies`` hold one entry per run (a rank repeated once per seed).
+    """
+    ranks, values = np.asarray(ranks, dtype=float), np.asarray(accuracies, dtype=float) * 100
+    fit = stats.linregress(np.log2(ranks), values)
+    half = stats.t.ppf((1 + confidence) / 2, len(values) - 2) * fit.stderr
+    groups = [values[ranks == r] for r in np.unique(ranks)]
+    anova = stats.f_oneway(*groups)
+    return RankTrend(Interval(float(fit.slope), float(fit.slope - half), float(fit.slope + half)), float(fit.pvalue),
+                     float(anova.statistic), float(anova.pvalue))
