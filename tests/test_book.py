@@ -1,27 +1,45 @@
-"""The built book: every chapter is there, every figure it shows exists, no cell failed.
+"""The built book as a reader sees it: every chapter is there, and in a real browser every
+figure shows, every table is a table, every figure has a caption, and every page links the PDF.
 
-The book is built before the tests run (README's test command, and CI, do so). Elsewhere
-these tests skip until `jupyter-book build book` has run.
+The book is built before the tests run (README's test command, and CI, do so), into
+`_build/html`; `BOOK_BUILD_DIR` points the tests at another `_build` folder (for example the
+one that `jupyter-book build book --path-output DIR` writes, `DIR/_build`).
+
+The browser is headless Chromium from the system's packages (Debian's `chromium` and
+`chromium-driver`; `CHROME_BIN` and `CHROMEDRIVER` name other paths), driven by Selenium
+through that chromedriver: nothing downloads a browser or a driver.
+
+Outside CI these tests skip until the book is built, or where the browser is missing; in CI
+(`CI` set) a missing build or browser is a failure.
 """
 
 import os
 import re
+import shutil
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-HTML = REPO / "_build" / "html"
+BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
+HTML = BUILD / "html"
 PAGES = ["intro", "01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "05_experiments",
          "06_analysis", "reproduce", "train", "appendix", "bibliography"]
+BUILD_COMMAND = "jupyter-book build book -W -n --keep-going"
+
+
+def missing(what: str):
+    """Skip, or in CI fail: CI builds the book and installs the browser before the tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must provide it before the tests run)")
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="module")
 def pages():
     if not (HTML / "intro.html").is_file():
-        if os.environ.get("CI"):
-            pytest.fail("CI builds the book before the tests: jupyter-book build book -W -n --keep-going")
-        pytest.skip("build the book first: jupyter-book build book")
+        missing(f"the book is not built: {BUILD_COMMAND}")
     return {name: (HTML / f"{name}.html").read_text(encoding="utf-8") for name in PAGES if (HTML / f"{name}.html").is_file()}
 
 
@@ -57,3 +75,177 @@ def test_the_library_code_is_included_not_retyped(pages):
     forward = re.search(r"    def forward\(self, x: torch.Tensor\) -> torch.Tensor:\n(.*?)\n\n", source, re.S).group(1)
     text = re.sub(r"<[^>]+>", "", pages["02_lora_layer"]).replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", '"')
     assert forward.strip().splitlines()[-1].strip() in text
+
+
+def test_the_chapters_have_launch_buttons(pages):
+    """Binder and Colab open the chapter (Colab an .ipynb, where one sits beside the page's source)."""
+    for name in ["01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "train"]:
+        assert f"https://mybinder.org/v2/gh/lora-tuning/lora-tuning/main?urlpath=lab/tree/book/{name}." in pages[name], name
+        assert f"https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/{name}." in pages[name], name
+    assert "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/train.ipynb" in pages["train"]
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+# What a reader sees on one page, collected in one pass: the article's text (rendered, and
+# without the code cells' and listings' source, which may legitimately hold any characters),
+# its images with their size and caption, its tables, its links, and the page's PDF links.
+FACTS = """
+const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const source = article.cloneNode(true);
+source.querySelectorAll('script, style, .cell_input, div[class^="highlight-"]').forEach(e => e.remove());
+const visible = e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
+return {
+  text: article.innerText,
+  text_outside_code: source.textContent,
+  images: Array.from(article.querySelectorAll('img')).map(img => {
+    const figure = img.closest('figure');
+    const caption = figure && figure.querySelector('figcaption');
+    return {src: img.getAttribute('src'), natural_width: img.naturalWidth, width: img.getBoundingClientRect().width,
+            visible: visible(img), caption: caption ? caption.innerText.trim() : null};
+  }),
+  tables: Array.from(article.querySelectorAll('table')).map(t => ({
+    rows: t.rows.length, caption: t.caption ? t.caption.innerText.trim() : null})),
+  links: Array.from(article.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+  pdf_links: Array.from(document.querySelectorAll('a[href]')).filter(a => /lora-tuning\\.pdf$/.test(a.href))
+    .map(a => ({href: a.href, text: a.innerText.trim(), visible: visible(a)})),
+};
+"""
+RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
+STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_analysis"]  # the pages whose point is a figure
+
+
+def _browser_paths():
+    binary = os.environ.get("CHROME_BIN") or next(
+        (path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
+    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    return binary, driver
+
+
+@pytest.fixture(scope="module")
+def browser(pages):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing('selenium is not installed: pip install -e ".[test]"')
+    binary, driver_path = _browser_paths()
+    if not binary or not driver_path:
+        missing("headless Chromium and its driver are not installed: apt-get install chromium chromium-driver")
+    options = Options()
+    options.binary_location = binary  # the system's browser: Selenium Manager never downloads one
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900"]:
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser, path: Path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(path.as_uri())
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+
+
+@pytest.fixture(scope="module")
+def seen(browser):
+    """Each chapter page opened once, and what a reader sees on it."""
+    facts = {}
+    for name in PAGES:
+        open_page(browser, HTML / f"{name}.html")
+        facts[name] = browser.execute_script(FACTS)
+    return facts
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_figure_or_table_shows_as_text(seen, name):
+    page = seen[name]
+    assert "<Figure size" not in page["text"], f"{name} prints a matplotlib figure's repr instead of showing it"
+    assert "IPython.core.display" not in page["text"], f"{name} prints a display object's repr"
+    raw = RAW_MARKDOWN_TABLE.search(page["text_outside_code"])
+    assert not raw, f"{name} shows a Markdown table as text: ...{page['text_outside_code'][raw.start() - 80:raw.end()]}"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_image_shows_in_a_captioned_figure(seen, name):
+    for image in seen[name]["images"]:
+        assert image["natural_width"] > 0, f"{name}: {image['src']} did not load"
+        assert image["visible"] and image["width"] > 0, f"{name}: {image['src']} is not visible"
+        assert image["caption"], f"{name}: {image['src']} is not in a figure with a caption"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_is_a_table(seen, name):
+    for table in seen[name]["tables"]:
+        assert table["rows"] >= 2, f"{name} has a table without rows"
+
+
+@pytest.mark.parametrize("name", ["01_why_low_rank", "03_into_bert", "04_adapters"])
+def test_the_tables_of_chapters_1_to_4_are_numbered_and_captioned(seen, name):
+    tables = seen[name]["tables"]
+    assert tables, f"{name} shows no table"
+    for table in tables:
+        assert table["caption"] and re.match(r"Table \d", table["caption"]), f"{name}: a table without a number or caption"
+
+
+@pytest.mark.parametrize("name", STUDY_PAGES)
+def test_the_chapters_about_results_show_their_figures(seen, name):
+    shown = [image for image in seen[name]["images"] if image["natural_width"] > 0 and image["visible"]]
+    assert shown, f"{name} shows no figure"
+    assert all(re.match(r"Fig\. \d", image["caption"] or "") for image in shown), f"{name}: a figure without a number"
+
+
+def test_the_landing_page_shows_the_headline_numbers_and_a_figure(seen):
+    intro = seen["intro"]
+    assert any(image["natural_width"] > 0 and image["visible"] for image in intro["images"]), "the landing page shows no figure"
+    assert re.search(r"\d+\.\d+\s?%", intro["text"]), "the landing page states no result (a percentage like 91.3%)"
+
+
+def test_the_appendix_links_resolve(seen):
+    local = [href for href in seen["appendix"]["links"] if not urlsplit(href).scheme and not href.startswith("#")]
+    assert local, "the appendix links to no page"
+    for href in local:
+        target = (HTML / unquote(urlsplit(href).path)).resolve()
+        assert target.is_file(), f"the appendix links to {href}, which is not in the build"
+
+
+def test_every_page_links_the_pdf(browser, seen):
+    """The footer's link resolves to the PDF at the site's root, from a nested page too."""
+    pdf = (HTML / "lora-tuning.pdf").as_uri()
+    nested = sorted((HTML / "executed").glob("*.html"))[:1]
+    for name in PAGES:
+        links = seen[name]["pdf_links"]
+        assert any(link["href"] == pdf and "PDF" in link["text"] and link["visible"] for link in links), name
+    for path in nested:
+        open_page(browser, path)
+        links = browser.execute_script(FACTS)["pdf_links"]
+        assert any(link["href"] == pdf for link in links), f"{path.relative_to(HTML)} does not link {pdf}"
+
+
+def test_the_rank_slider_works_without_a_kernel(browser):
+    """Chapter 2's slider: a click on rank 1 shows rank 1's curve and its error, with no kernel running."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, HTML / "02_lora_layer.html")
+    graph = browser.find_element(By.CSS_SELECTOR, ".plotly-graph-div")
+    WebDriverWait(browser, 20).until(lambda d: graph.find_elements(By.CSS_SELECTOR, ".slider-label-group"))
+    title = graph.find_element(By.CSS_SELECTOR, ".gtitle")
+    assert title.text.startswith("rank r = 4")
+    labels = {label.text.strip(): label for label in graph.find_elements(By.CSS_SELECTOR, ".slider-label-group")}
+    assert [str(rank) for rank in range(1, 17)] == sorted(labels, key=int)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", graph)
+    rail = graph.find_element(By.CSS_SELECTOR, ".slider-rail-touch-rect")
+    # Click the rail above the label "1", as a reader would.
+    offset = labels["1"].rect["x"] + labels["1"].rect["width"] / 2 - (rail.rect["x"] + rail.rect["width"] / 2)
+    ActionChains(browser).move_to_element_with_offset(rail, int(offset), 0).click().perform()
+    WebDriverWait(browser, 10).until(lambda d: graph.find_element(By.CSS_SELECTOR, ".gtitle").text.startswith("rank r = 1:"))
+    # The grey background traces have no name; of the named ones, only rank 1's is shown.
+    shown = browser.execute_script("return arguments[0].data.filter(t => t.name && t.visible === true).map(t => t.name)", graph)
+    assert shown == ["r = 1"]
