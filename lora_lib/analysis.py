@@ -6,6 +6,11 @@
   ``A`` learned lie in the top-``j`` directions of another, from 0 (orthogonal) to 1.
 - ``energy_captured(singular_values, r)``: the share of an update's squared Frobenius norm
   that its best rank-``r`` approximation keeps.
+- ``similarity_grid(A1, A2)``: ``subspace_similarity`` for every ``i`` and ``j`` at once, and
+  ``random_subspace_similarity(d, i, j)``, what it is on average for random subspaces.
+- ``normalised_spectrum(matrix, k)``: the top ``k`` singular values over the largest; and
+  ``random_energy_captured(shape, ranks)``, ``energy_captured`` for a Gaussian matrix: what an
+  update without any low-rank structure keeps.
 - ``update_singular_values(before, after)``: the spectrum of a full fine-tuning update,
   which ``lora_lib.study.train`` keeps in the record of every full fine-tuning run (the weights
   themselves are never saved).
@@ -17,6 +22,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 
@@ -74,3 +80,33 @@ def update_singular_values(before: dict[str, torch.Tensor], model: torch.nn.Modu
 def query_value_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every query and value weight: what a full fine-tuning update is measured on."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if QUERY_VALUE.search(name)}
+
+
+def similarity_grid(a1: torch.Tensor, a2: torch.Tensor) -> np.ndarray:
+    """``phi[i - 1, j - 1] = subspace_similarity(a1, a2, i, j)`` for every ``i`` up to ``a1``'s
+    rows and ``j`` up to ``a2``'s, from one SVD of each."""
+    u1 = top_right_singular_vectors(a1, a1.shape[0])
+    u2 = top_right_singular_vectors(a2, a2.shape[0])
+    overlap = ((u1.T @ u2) ** 2).cumsum(0).cumsum(1).numpy()
+    i, j = np.meshgrid(np.arange(1, overlap.shape[0] + 1), np.arange(1, overlap.shape[1] + 1), indexing="ij")
+    return overlap / np.minimum(i, j)
+
+
+def random_subspace_similarity(d: int, i: int, j: int) -> float:
+    """The expected ``subspace_similarity`` of a random ``i``- and a random ``j``-dimensional
+    subspace of R^d: ``E ||U_i^T U_j||_F^2 = i j / d``, so ``phi = max(i, j) / d``."""
+    return max(i, j) / d
+
+
+def normalised_spectrum(matrix: torch.Tensor, k: int) -> np.ndarray:
+    """The top ``k`` singular values of ``matrix`` divided by the largest."""
+    s = torch.linalg.svdvals(matrix.double())[:k].numpy()
+    return s / s[0]
+
+
+def random_energy_captured(shape: tuple[int, int], ranks, seed: int = 0) -> dict[int, float]:
+    """``energy_captured`` at each rank for a matrix of i.i.d. Gaussian entries of ``shape``:
+    what a rank-``r`` approximation keeps of an update with no low-rank structure at all."""
+    generator = torch.Generator().manual_seed(seed)
+    s = torch.linalg.svdvals(torch.randn(shape, generator=generator, dtype=torch.float64))
+    return {rank: energy_captured(s, rank) for rank in ranks}

@@ -78,7 +78,7 @@ def test_only_hyperparameters_off_their_defaults_are_named():
     assert hyperparameter_text(_record("a_s0", rank=1, alpha=2)) == "alpha=2"
     assert (
         hyperparameter_text(_record("b_s0", rank=8, targets=["query", "value", "pooler.dense"]))
-        == "targets=query,value,pooler.dense"
+        == "targets=query, value, pooler.dense"
     )
     assert hyperparameter_text(_record("houlsby_s0", method="houlsby", reduction_factor=16)) == ""
 
@@ -117,7 +117,7 @@ def test_the_index_has_every_run_in_its_set_and_order(runs):
         "executed/superseded/2/lora_r1_s0",
     ]
     first, last = index.iloc[0], index.iloc[2]
-    assert (first["method"], first["learning rate"], first["time (min)"]) == ("Full fine-tuning", "1.2e-4", 15.0)
+    assert (first["method"], first["lr"], first["time (min)"]) == ("Full fine-tuning", "1.2e-4", 15.0)
     assert (last["method"], last["seed"], last["accuracy (%)"]) == ("LoRA r=8", 1, 88.12)
 
 
@@ -134,11 +134,28 @@ def test_the_index_links_each_run_in_html_and_is_a_plain_table_for_the_pdf(runs)
     assert page.count("</tr>") == len(index) + 1  # the header and one row per run
     assert '<a href="../executed/tuning/lora_r8_lr0.004_s0.html">lora_r8_lr0.004_s0</a>' in page
     assert "page" not in page.split("</thead>")[0]
-    markdown = table._repr_markdown_().splitlines()
+    assert ">87.00</span></td>" in page and ">15.0</span></td>" in page  # fixed decimals, never broken
+    markdown = table._repr_markdown_().split("\n\n")[-1].splitlines()
     assert len(markdown) == len(index) + 2 and set(markdown[1]) <= set("|-:")
     assert "](" not in "".join(markdown) and "lora\\_r8\\_s0" in markdown[3]
-    assert "<td>87.00</td>" in page and "<td>15.0</td>" in page  # fixed decimals
-    assert "set" not in IndexTable(index, show_set=False)._repr_markdown_().splitlines()[0].split(" | ")
+
+
+def test_what_every_shown_run_shares_is_said_once_above_the_table(runs):
+    table = IndexTable.of_set(run_index(runs), "grid")
+    assert table.common() == {
+        "set": "grid",
+        "hyperparameters": "defaults",
+        "training": "1 epoch",
+        "scored on": "validation",
+    }
+    assert table.shown().columns.tolist() == ["run", "method", "lr", "seed", "accuracy (%)", "time (min)"]
+    line = table._repr_markdown_().splitlines()[0]
+    assert line.startswith("Common to every run below:") and "1 epoch" in line and "grid" not in line
+    assert "<p>Common to every run below:" in table._repr_html_()
+    single = IndexTable.of_set(run_index(runs), "tuning")
+    assert single.common() == {} and "seed" in single.shown().columns  # one run: nothing to factor out
+    with pytest.raises(ValueError):
+        IndexTable.of_set(run_index(runs), "nothing")
 
 
 def test_retitling_changes_the_heading_and_nothing_papermill_wrote(tmp_path):

@@ -49,7 +49,7 @@ COLUMNS = [
     "run",
     "method",
     "hyperparameters",
-    "learning rate",
+    "lr",
     "training",
     "scored on",
     "seed",
@@ -68,7 +68,7 @@ def format_lr(lr: float) -> str:
 
 def hyperparameter_text(record: Record) -> str:
     """The method's hyperparameters that differ from the registry's defaults, LoRA's rank left
-    out (the label has it): ``alpha=32, use_rslora=True``; ``""`` where all are defaults."""
+    out (the label has it): ``alpha=32; use_rslora=True``; ``""`` where all are defaults."""
     defaults = METHODS[record.method].defaults if record.method in METHODS else {}
     changed = []
     for name, value in record.config.hparams.items():
@@ -77,8 +77,8 @@ def hyperparameter_text(record: Record) -> str:
             default = list(default)
         if name == "rank" and record.method == "lora" or value == default:
             continue
-        changed.append(f"{name}={','.join(map(str, value)) if isinstance(value, list) else value}")
-    return ", ".join(changed)
+        changed.append(f"{name}={', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return "; ".join(changed)
 
 
 def run_title(record: Record) -> str:
@@ -137,7 +137,7 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
                 "run": record.run_id,
                 "method": label_of(record.method, rank),
                 "hyperparameters": hyperparameter_text(record),
-                "learning rate": format_lr(config.lr),
+                "lr": format_lr(config.lr),
                 "training": _training(record),
                 "scored on": record.metrics.eval_split,
                 "seed": config.seed,
@@ -164,43 +164,76 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
 class IndexTable:
     """``run_index``'s table in both formats: in the HTML each run id links to its page; the
     PDF, which carries no run pages, gets a markdown table (rendered as a LaTeX table) with
-    the ids as text. ``prefix`` is the path from the showing page to the book's root."""
+    the ids as text. ``prefix`` is the path from the showing page to the book's root.
 
-    def __init__(self, frame: pd.DataFrame, prefix: str = "", show_set: bool = True):
-        self.frame, self.prefix, self.show_set = frame, prefix, show_set
+    A column with the same value in every row (the grid's training, the search's seed) is
+    left out of the table and said once, above it, to keep the table narrow.
+    """
 
-    def _shown(self) -> pd.DataFrame:
-        frame = self.frame.drop(columns=["page"] + ([] if self.show_set else ["set"]))
+    KEEP = ("run", "method", "accuracy (%)")  # shown even where every row has the same value
+
+    def __init__(self, frame: pd.DataFrame, prefix: str = ""):
+        if frame.empty:
+            raise ValueError("no runs to show")
+        self.frame, self.prefix = frame.reset_index(drop=True), prefix
+
+    @classmethod
+    def of_set(cls, index: pd.DataFrame, name: str, prefix: str = "") -> IndexTable:
+        """The rows of one set (``grid``, ``tuning`` or ``superseded``) of ``run_index``'s table."""
+        return cls(index[index["set"] == name], prefix)
+
+    def _text(self) -> pd.DataFrame:
+        frame = self.frame.drop(columns=["page"])
         return frame.assign(
-            hyperparameters=frame["hyperparameters"].replace("", "–"),
+            hyperparameters=frame["hyperparameters"].replace("", "defaults"),
             **{
                 "accuracy (%)": frame["accuracy (%)"].map("{:.2f}".format),
                 "time (min)": frame["time (min)"].map("{:.1f}".format),
             },
-        )
+        ).astype(str)
+
+    def common(self) -> dict[str, str]:
+        """The columns with one value for every row (and more than one row), and that value."""
+        frame = self._text()
+        if len(frame) < 2:
+            return {}
+        return {c: frame[c].iloc[0] for c in frame.columns if c not in self.KEEP and frame[c].nunique() == 1}
+
+    def _common_line(self) -> str:
+        common = {k: v for k, v in self.common().items() if k != "set"}  # the heading names the set
+        return "Common to every run below: " + "; ".join(f"{k}: {v}" for k, v in common.items()) + "." if common else ""
+
+    def shown(self) -> pd.DataFrame:
+        """The table as displayed: every column but the common ones."""
+        return self._text().drop(columns=list(self.common()))
 
     def _repr_html_(self) -> str:
-        frame = self._shown().astype(str).map(html.escape)
+        frame = self.shown().map(html.escape)
         frame["run"] = [
             f'<a href="{html.escape(self.prefix + page)}.html">{html.escape(run)}</a>'
             for run, page in zip(self.frame["run"], self.frame["page"])
         ]
-        return frame.to_html(index=False, escape=False, border=0, classes="run-index")
+        # Ids, rates and numbers are never broken across lines; names and hyperparameters may be.
+        for column in frame.columns.difference(["method", "hyperparameters"]):
+            frame[column] = '<span style="white-space: nowrap">' + frame[column] + "</span>"
+        line = self._common_line()
+        table = frame.to_html(index=False, escape=False, border=0, classes="run-index")
+        return (f"<p>{html.escape(line)}</p>\n" if line else "") + table
 
     def _repr_markdown_(self) -> str:
-        frame = self._shown().astype(str)
-        cells = frame.map(lambda v: v.replace("|", r"\|").replace("^", r"\^").replace("_", r"\_"))
+        frame = self.shown()
+        cells = frame.map(lambda v: v.replace("|", r"\|").replace("_", r"\_"))
+        numeric = [pd.api.types.is_numeric_dtype(self.frame[c]) for c in frame.columns]
         lines = [
             "| " + " | ".join(frame.columns) + " |",
-            "|"
-            + "|".join("---:" if pd.api.types.is_numeric_dtype(self.frame[c]) else "---" for c in frame.columns)
-            + "|",
+            "|" + "|".join("---:" if right else "---" for right in numeric) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
-        return "\n".join(lines) + "\n"
+        line = self._common_line()
+        return (f"{line}\n\n" if line else "") + "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
-        return self._shown().to_string(index=False)
+        return self.shown().to_string(index=False)
 
 
 def heading(record: Record, template: str = TEMPLATE_LINK) -> str:

@@ -1,0 +1,224 @@
+"""What the trained updates look like: chapter 6's computations on the study's records.
+
+- ``lora_adapters(records, folder, rank)``: the learned updates of the grid's LoRA runs at one
+  rank, by seed, read from their adapter files.
+- ``top_direction_overlap(small, large)``: the LoRA paper's subspace similarity of the top
+  directions, for every pair of seeds, and ``overlap_summary`` against the random baseline.
+- ``similarity_figure``, ``spectra`` and ``spectrum_figure``: the paper's section 7 on our runs.
+- ``full_update_energy(records, ranks)``: how much of full fine-tuning's update a rank-``r``
+  approximation keeps, beside a matrix with no low-rank structure.
+- ``published()`` and ``against_papers(summary)``: the papers' SST-2 numbers, and our gaps
+  to full fine-tuning beside theirs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lora_lib.analysis import (
+    energy_captured,
+    lora_updates,
+    normalised_spectrum,
+    random_energy_captured,
+    random_subspace_similarity,
+    similarity_grid,
+    subspace_similarity,
+)
+
+from .record import Record
+
+Updates = dict[str, dict]  # module name -> {"A", "B", "delta"}, as lora_updates returns it
+
+
+def lora_adapters(records: list[Record], folder: str | Path, rank: int) -> dict[int, Updates]:
+    """``{seed: updates}`` of the LoRA runs at ``rank`` among ``records`` (scored on the
+    validation split), read from their adapter files in ``folder``."""
+    runs = [
+        r
+        for r in records
+        if r.method == "lora" and r.config.hparams.get("rank") == rank and r.metrics.eval_split == "validation"
+    ]
+    if not runs:
+        raise ValueError(f"no LoRA run with rank {rank} among the records: run the grid first")
+    missing = [r.run_id for r in runs if not r.adapter_file or not (Path(folder) / r.adapter_file).is_file()]
+    if missing:
+        raise FileNotFoundError(f"the adapter files of {', '.join(missing)} are not in {folder}")
+    return {r.seed: lora_updates(Path(folder) / r.adapter_file) for r in sorted(runs, key=lambda r: r.seed)}
+
+
+def _mean_phi(a: Updates, b: Updates, i: int, j: int) -> float:
+    return float(np.mean([subspace_similarity(a[name]["A"], b[name]["A"], i, j) for name in sorted(a)]))
+
+
+def top_direction_overlap(small: dict[int, Updates], large: dict[int, Updates], i: int = 1, j: int = 1) -> pd.DataFrame:
+    """phi(i, j) between the runs at two ranks, for every pair of seeds, averaged over the
+    adapted matrices; ``same seed`` marks the pairs that saw the batches in the same order."""
+    rows = [
+        {"seed (small)": s, "seed (large)": t, "same seed": s == t, "phi": _mean_phi(small[s], large[t], i, j)}
+        for s, t in itertools.product(small, large)
+    ]
+    return pd.DataFrame(rows)
+
+
+def overlap_summary(small: dict[int, Updates], large: dict[int, Updates], i: int = 1, j: int = 1) -> pd.DataFrame:
+    """phi(i, j), mean over matrices and pairs of runs: the two ranks trained with the same seed,
+    with different seeds, the smaller rank against itself across seeds, and random subspaces
+    of the same dimensions (the baseline a shared direction is measured against). Missing
+    cells (the random baseline has no runs) are empty."""
+    first = next(iter(next(iter(small.values())).values()))["A"]
+    r_small, d = first.shape
+    r_large = next(iter(next(iter(large.values())).values()))["A"].shape[0]
+    pairs = top_direction_overlap(small, large, i, j)
+    seeds = pd.Series([_mean_phi(small[s], small[t], i, i) for s, t in itertools.combinations(small, 2)], dtype=float)
+    groups = [
+        (f"r = {r_small} and r = {r_large}, same seed", pairs[pairs["same seed"]]["phi"]),
+        (f"r = {r_small} and r = {r_large}, different seeds", pairs[~pairs["same seed"]]["phi"]),
+        (f"r = {r_small}, two different seeds", seeds),
+    ]
+    phi = f"φ({i}, {j})"
+    rows = [
+        {"compared": name, "pairs of runs": len(v), phi: v.mean(), "lowest pair": v.min(), "highest pair": v.max()}
+        for name, v in groups
+    ]
+    rows.append({"compared": f"random subspaces of R^{d} (expected)", phi: random_subspace_similarity(d, i, j)})
+    table = pd.DataFrame(rows).set_index("compared").round(4)
+    table = table.astype(object).where(table.notna(), "")
+    table["pairs of runs"] = table["pairs of runs"].map(lambda n: n if n == "" else int(n))
+    return table
+
+
+def similarity_figure(small: Updates, large: Updates, names: list[str]) -> Figure:
+    """The paper's figure 3 on our runs: phi(i, j) for each matrix in ``names``."""
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        phi = similarity_grid(small[name]["A"], large[name]["A"])
+        rows, cols = phi.shape
+        image = ax.imshow(phi, aspect="auto", cmap="viridis", vmin=0, vmax=1, extent=(0.5, cols + 0.5, rows + 0.5, 0.5))
+        ax.set(xlabel=f"j (r = {cols})", ylabel=f"i (r = {rows})", title=matrix_title(name), yticks=range(1, rows + 1))
+    fig.colorbar(image, ax=axes[0].tolist(), label="φ(i, j)")
+    return fig
+
+
+def matrix_title(name: str) -> str:
+    """``bert.encoder.layer.5.attention.self.value`` -> ``layer 6 value`` (layers counted from 1)."""
+    parts = name.split(".")
+    layer = parts[parts.index("layer") + 1] if "layer" in parts else "?"
+    return f"layer {int(layer) + 1} {parts[-1]}" if layer.isdigit() else name
+
+
+def last_layer(updates: Updates) -> list[str]:
+    """The adapted matrices of the last adapted layer (its query and value)."""
+
+    def layer(name):
+        parts = name.split(".")
+        return int(parts[parts.index("layer") + 1])
+
+    top = max(layer(name) for name in updates)
+    return sorted(name for name in updates if layer(name) == top)
+
+
+def spectra(updates_by_rank: dict[int, Updates]) -> pd.DataFrame:
+    """``sigma_k / sigma_1`` of each learned update ``(alpha / r) B A``, mean over the matrices,
+    for k up to the rank: one column per rank."""
+    columns = {
+        f"r = {rank}": pd.Series(
+            np.mean([normalised_spectrum(u["delta"], rank) for u in updates.values()], axis=0), index=range(1, rank + 1)
+        )
+        for rank, updates in updates_by_rank.items()
+    }
+    return pd.DataFrame(columns).rename_axis("k")
+
+
+def top_energy(updates: Updates, k: int) -> float:
+    """The share of each learned update's energy in its top ``k`` directions, mean over matrices."""
+    return float(
+        np.mean(
+            [energy_captured(np.linalg.svd(u["delta"].double().numpy(), compute_uv=False), k) for u in updates.values()]
+        )
+    )
+
+
+def spectrum_figure(spectra_table: pd.DataFrame) -> Figure:
+    """The normalised singular values of the learned updates, one line per rank."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for (column, values), style, color in zip(
+        spectra_table.items(), ["-o", "--s", ":^", "-.v"], ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    ):
+        values = values.dropna()
+        ax.plot(values.index, values, style, color=color, markersize=3, label=column)
+    ax.set(xscale="log", xlabel="singular value index k", ylabel=r"$\sigma_k / \sigma_1$ (mean over matrices)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def full_update_energy(records: list[Record], ranks=(1, 2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
+    """The share (%) of full fine-tuning's update to each query and value matrix that its best
+    rank-``r`` approximation keeps, mean over the matrices, one row per full fine-tuning run
+    (from the spectra its record keeps), then a Gaussian matrix of the same shape."""
+    runs = [r for r in records if r.method == "full" and r.analysis and "full_update_singular_values" in r.analysis]
+    if not runs:
+        raise ValueError("no full fine-tuning record keeps its update's spectrum: run the grid first")
+    rows = {}
+    for record in sorted(runs, key=lambda r: r.run_id):
+        spectra_ = record.analysis["full_update_singular_values"].values()
+        rows[record.run_id] = {rank: 100 * np.mean([energy_captured(s, rank) for s in spectra_]) for rank in ranks}
+    size = len(next(iter(runs[0].analysis["full_update_singular_values"].values())))
+    rows[f"random {size} x {size} matrix"] = {
+        k: 100 * v for k, v in random_energy_captured((size, size), ranks).items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename(columns=lambda rank: f"r = {rank}")
+
+
+# The papers' SST-2 numbers: the only numbers in the book that no record here produced.
+PUBLISHED = [
+    ("LoRA paper, Table 2", "RoBERTa-base", "full fine-tuning", 94.8, "125M"),
+    ("LoRA paper, Table 2", "RoBERTa-base", "BitFit", 93.7, "0.1M"),
+    ("LoRA paper, Table 2", "RoBERTa-base", "adapters (Rücklé et al.)", 94.7, "0.9M"),
+    ("LoRA paper, Table 2", "RoBERTa-base", "LoRA", 95.1, "0.3M"),
+    ("LoRA paper, Table 2", "RoBERTa-large", "full fine-tuning", 96.4, "355M"),
+    ("LoRA paper, Table 2", "RoBERTa-large", "LoRA", 96.2, "0.8M"),
+    ("Houlsby et al., Table 1", "BERT-large", "full fine-tuning", 94.9, "100%"),
+    ("Houlsby et al., Table 1", "BERT-large", "adapters (size 8-256)", 94.0, "3.6%"),
+]
+# How each source reports: what makes its numbers comparable, or not, with ours.
+REPORTING = {
+    "LoRA paper, Table 2": "validation; median of 5 seeds, each at its best epoch; a dense classification head trained",
+    "Houlsby et al., Table 1": "GLUE test server; one model per task, its adapter size and rate chosen on validation",
+    "this study": "validation; mean of 3 seeds at the end of training (1.5 epochs); a linear head on the frozen pooler",
+}
+
+
+def published() -> pd.DataFrame:
+    """The papers' SST-2 accuracies, with the size of what each method trains."""
+    frame = pd.DataFrame(PUBLISHED, columns=["source", "model", "method", "SST-2 accuracy (%)", "trained"])
+    return frame.set_index(["source", "model", "method"])
+
+
+def reporting() -> pd.DataFrame:
+    """How each source's numbers were obtained."""
+    return pd.DataFrame({"how the number is reported": REPORTING}).rename_axis("source")
+
+
+def against_papers(gaps: pd.DataFrame, configurations: list[str]) -> pd.DataFrame:
+    """The gap to full fine-tuning (points; positive: below it) of every method in the papers
+    (from ``published()``) and of ``configurations`` in this study, taken from ``gaps``
+    (``findings.gaps_to_full``'s table) with their 95% interval."""
+    accuracy = published()["SST-2 accuracy (%)"]
+    rows = []
+    for (source, model), methods in accuracy.groupby(level=["source", "model"], sort=False):
+        full = methods.xs("full fine-tuning", level="method").iloc[0]
+        for (_, _, method), value in methods.drop("full fine-tuning", level="method").items():
+            rows.append((source, model, method, round(full - value, 2), ""))
+    for name in configurations:
+        row = gaps.loc[name]
+        rows.append(("this study", "MiniLM-L6", name, row["points below full"], row["95% interval"]))
+    columns = ["source", "model", "method", "points below full", "95% interval"]
+    return pd.DataFrame(rows, columns=columns).set_index(["source", "model", "method"])

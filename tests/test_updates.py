@@ -1,0 +1,139 @@
+"""Chapter 6's computations: subspace similarity against chance, spectra, and how much of full
+fine-tuning's update a low rank keeps."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lora_lib.analysis import (
+    normalised_spectrum,
+    random_energy_captured,
+    random_subspace_similarity,
+    similarity_grid,
+    subspace_similarity,
+)
+from lora_lib.study import updates
+from lora_lib.study.config import RunConfig
+from lora_lib.study.record import SCHEMA_VERSION, Record, load_records
+
+EXECUTED = Path(__file__).resolve().parent.parent / "executed"
+
+
+def test_the_similarity_grid_is_subspace_similarity_at_every_i_and_j():
+    torch.manual_seed(0)
+    a1, a2 = torch.randn(4, 32), torch.randn(9, 32)
+    grid = similarity_grid(a1, a2)
+    assert grid.shape == (4, 9)
+    for i, j in [(1, 1), (2, 5), (4, 9), (3, 1)]:
+        assert grid[i - 1, j - 1] == pytest.approx(subspace_similarity(a1, a2, i, j))
+
+
+def test_random_subspaces_overlap_as_the_baseline_says():
+    generator = torch.Generator().manual_seed(0)
+    d, i, j = 48, 2, 6
+    draws = [
+        subspace_similarity(torch.randn(i, d, generator=generator), torch.randn(j, d, generator=generator), i, j)
+        for _ in range(2000)
+    ]
+    assert np.mean(draws) == pytest.approx(random_subspace_similarity(d, i, j), rel=0.05)
+    assert random_subspace_similarity(384, 1, 1) == 1 / 384
+
+
+def test_a_normalised_spectrum_starts_at_one_and_falls():
+    spectrum = normalised_spectrum(torch.diag(torch.tensor([1.0, 4.0, 2.0])), 3)
+    assert spectrum.tolist() == pytest.approx([1.0, 0.5, 0.25])
+
+
+def test_noise_has_no_low_rank_structure():
+    energy = random_energy_captured((64, 64), [1, 8, 64])
+    assert energy[64] == pytest.approx(1.0)
+    assert 8 / 64 < energy[8] < 3 * 8 / 64  # a little above its share of the directions, far below a low-rank update's
+
+
+def _update(directions, scales):
+    """A LoRA update whose A has rows ``scales[k] * directions[k]``."""
+    a = torch.stack([s * d for s, d in zip(scales, directions)])
+    return {"A": a, "B": torch.zeros(a.shape[1], a.shape[0]), "delta": torch.zeros(a.shape[1], a.shape[1])}
+
+
+def test_the_overlap_table_tells_shared_top_directions_from_chance():
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    e = list(q.T)  # 16 orthonormal directions
+    # Both ranks put their largest weight on e[0] when trained with seed 0; rank 4 with seed 1 on e[5].
+    small = {0: {"m": _update([e[0], e[1]], [3, 1])}, 1: {"m": _update([e[0], e[2]], [3, 1])}}
+    large = {
+        0: {"m": _update([e[0], e[3], e[4], e[1]], [5, 2, 1, 0.5])},
+        1: {"m": _update([e[5], e[3], e[4], e[1]], [5, 2, 1, 0.5])},
+    }
+    pairs = updates.top_direction_overlap(small, large)
+    assert len(pairs) == 4 and pairs["same seed"].sum() == 2
+    table = updates.overlap_summary(small, large)
+    phi = table["φ(1, 1)"]
+    assert table.index.tolist()[-1].startswith("random subspaces of R^16")
+    assert phi.iloc[0] == pytest.approx(0.5)  # seed 0 shares e[0]; seed 1 does not
+    assert phi.iloc[1] == pytest.approx(0.5)  # small seed 1 with large seed 0 shares e[0]; small 0 with large 1 not
+    assert phi.iloc[2] == pytest.approx(1.0)  # both small runs put e[0] first
+    assert phi.iloc[3] == pytest.approx(1 / 16, abs=1e-4)
+    assert table["pairs of runs"].tolist() == [2, 2, 1, ""]
+
+
+def _full_record(run_id, spectra):
+    config = RunConfig(method="full", run_id=run_id)
+    return Record(
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        method="full",
+        description="made up",
+        config=config,
+        params={"total": 1, "trainable": 1, "trainable_pct": 100.0, "groups": {}},
+        metrics={"eval_split": "validation", "dev_accuracy": 0.9, "dev_loss": 0.3},
+        cost={
+            "train_seconds": 1.0,
+            "train_examples": 1,
+            "train_tokens": 1,
+            "train_examples_per_second": 1.0,
+            "train_tokens_per_second": 1.0,
+            "peak_rss_mb": 1.0,
+        },
+        history={"train": [], "eval": []},
+        environment={},
+        analysis={"full_update_singular_values": spectra},
+    )
+
+
+def test_full_update_energy_per_run_and_for_noise():
+    records = [_full_record("full_s0", {"q": [3.0, 2.0, 1.0], "v": [1.0, 0.0, 0.0]})]
+    table = updates.full_update_energy(records, ranks=(1, 3))
+    assert table.index.tolist() == ["full_s0", "random 3 x 3 matrix"]
+    assert table.loc["full_s0", "r = 1"] == pytest.approx(100 * (9 / 14 + 1) / 2)
+    assert table.loc["full_s0", "r = 3"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="full"):
+        updates.full_update_energy([])
+
+
+def test_the_papers_gaps_come_from_their_published_numbers():
+    gaps = pd.DataFrame({"points below full": [1.5], "95% interval": ["-0.4 to 3.5"]}, index=["LoRA r=8"])
+    table = updates.against_papers(gaps, ["LoRA r=8"])
+    assert table.loc[("LoRA paper, Table 2", "RoBERTa-base", "LoRA"), "points below full"] == pytest.approx(-0.3)
+    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-0.4 to 3.5"
+    assert "full fine-tuning" not in table.index.get_level_values("method")
+    assert set(updates.reporting().index) == {"LoRA paper, Table 2", "Houlsby et al., Table 1", "this study"}
+
+
+def test_the_study_adapters_by_seed_and_their_spectra():
+    records = load_records(EXECUTED, eval_split="validation")
+    r8 = updates.lora_adapters(records, EXECUTED, 8)
+    assert sorted(r8) == [0, 1, 2] and len(r8[0]) == 12
+    assert updates.last_layer(r8[0]) == [
+        "bert.encoder.layer.5.attention.self.query",
+        "bert.encoder.layer.5.attention.self.value",
+    ]
+    assert updates.matrix_title("bert.encoder.layer.5.attention.self.value") == "layer 6 value"
+    table = updates.spectra({8: r8[0], 2: updates.lora_adapters(records, EXECUTED, 2)[0]})
+    assert table.shape == (8, 2) and table["r = 2"].isna().sum() == 6 and (table.iloc[0] == 1).all()
+    assert 0.5 < updates.top_energy(r8[0], 4) <= 1
+    with pytest.raises(ValueError, match="rank 3"):
+        updates.lora_adapters(records, EXECUTED, 3)
