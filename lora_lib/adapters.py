@@ -72,6 +72,7 @@ class IA3Linear(InjectedLayer):
 
     group = "ia3"
     mergeable = True
+    no_decay = ("ia3_vector",)  # it starts at ones: decay toward 0 would shrink what it rescales
 
     def __init__(self, base_layer: nn.Linear, position: str):
         super().__init__(base_layer)

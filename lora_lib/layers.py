@@ -16,13 +16,15 @@ from torch import nn
 class InjectedLayer(nn.Module):
     """A trainable addition to a frozen ``nn.Linear``, kept as ``base_layer`` (never copied).
 
-    Subclasses set ``group`` (the name ``count_parameters`` reports their parameters under)
-    and ``mergeable``; a mergeable layer implements ``merge`` and ``unmerge``, both of which
+    Subclasses set ``group`` (the name ``count_parameters`` reports their parameters under),
+    ``mergeable`` and ``no_decay``; a mergeable layer implements ``merge`` and ``unmerge``, both of which
     do nothing when called twice.
     """
 
     group: ClassVar[str]
     mergeable: ClassVar[bool] = False
+    # Parameters that weight decay must leave alone (decay pulls toward 0, which is not their neutral value).
+    no_decay: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, base_layer: nn.Linear):
         super().__init__()

@@ -1,11 +1,30 @@
-"""Loading a BERT classifier and its tokenizer: the packaged default, a tiny one, or any other."""
+"""Loading a BERT classifier and its tokenizer: the packaged default, a tiny one, or any other.
+
+The classifier reads one vector per sentence, and where that vector comes from is the
+``head``:
+
+- ``"mean"``: the mean of the token states (padding left out); the model has no pooler.
+  What sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained to produce.
+- ``"pooler"``: BERT's ``tanh(W h_[CLS] + b)``, with the pooler trained as part of the head
+  by every method.
+- ``"frozen-pooler"``: the same pooler, frozen unless the method itself trains it (only full
+  fine-tuning and BitFit's bias do): the first study's head, kept to read its runs.
+- ``"auto"``: ``"mean"`` where the checkpoint's sentence-transformers pooling config says it
+  was trained with mean pooling, else ``"pooler"``.
+
+The head's modules are listed on the model as ``model.head_modules``; ``apply_method`` trains
+them whatever the method.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 TINY_RANDOM = "tiny-random"
 # A BERT small enough for tests to run in milliseconds: what matters there is the wiring.
@@ -34,8 +53,51 @@ def load_tokenizer(name: str | None = None) -> PreTrainedTokenizerBase:
     return _from_pretrained(AutoTokenizer, source)
 
 
+HEADS = ("auto", "mean", "pooler", "frozen-pooler")
+
+
+class MeanPoolingBertClassifier(BertForSequenceClassification):
+    """BERT with a classifier on the mean of its token states, and no pooler."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert.pooler = None
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           return_dict=True, **kwargs).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        logits = self.classifier(self.dropout(pooled))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def checkpoint_pooling(source: str | Path) -> str | None:
+    """``"mean"`` or ``"cls"`` from a sentence-transformers checkpoint's pooling config, else None."""
+    modules = Path(source) / "modules.json"
+    if not modules.is_file():
+        return None
+    for module in json.loads(modules.read_text()):
+        if module.get("type", "").endswith("Pooling"):
+            config = json.loads((Path(source) / module["path"] / "config.json").read_text())
+            return "mean" if config.get("pooling_mode_mean_tokens") else "cls"
+    return None
+
+
+def resolve_head(head: str, source: str | Path | None) -> str:
+    """The head that ``head`` means for the checkpoint at ``source`` (``"auto"`` resolved)."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if head != "auto":
+        return head
+    return "mean" if source is not None and checkpoint_pooling(source) == "mean" else "pooler"
+
+
 def load_model(
-    name: str | None = None, num_labels: int = 2
+    name: str | None = None, num_labels: int = 2, head: str = "frozen-pooler"
 ) -> tuple[BertForSequenceClassification, PreTrainedTokenizerBase]:
     """Return ``(model, tokenizer)`` for sequence classification with ``num_labels`` labels.
 
@@ -44,22 +106,30 @@ def load_model(
       intermediate 64) with the default tokenizer; seed torch first for repeatable weights.
     - anything else: a Hugging Face model id (``"bert-base-uncased"``) or a local folder.
 
-    The classification head is new and randomly initialised, as ``from_pretrained`` makes it.
+    The classification head is new and randomly initialised, as ``from_pretrained`` makes it;
+    ``head`` says what it reads (see the module's docstring).
     """
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
         raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
     tokenizer = load_tokenizer(name)
+    source = None if name == TINY_RANDOM else default_model_path() if name is None else name
+    head = resolve_head(head, source)
+    cls = MeanPoolingBertClassifier if head == "mean" else BertForSequenceClassification
     if name == TINY_RANDOM:
-        config = BertConfig(vocab_size=tokenizer.vocab_size, num_labels=num_labels, **TINY_CONFIG)
-        return BertForSequenceClassification(config), tokenizer
-    source = default_model_path() if name is None else name
-    # from_pretrained reports the new head as "newly initialized": expected here, so hush it.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = _from_pretrained(BertForSequenceClassification, source, num_labels=num_labels)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+        model = cls(BertConfig(vocab_size=tokenizer.vocab_size, num_labels=num_labels, **TINY_CONFIG))
+    else:
+        # from_pretrained reports the new head as "newly initialized" (and, for the mean head,
+        # the pooler's weights as unused): expected here, so hush it.
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # a bar per load is noise in every executed notebook
+        try:
+            model = _from_pretrained(cls, source, num_labels=num_labels)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+    model.head_modules = ("bert.pooler", "classifier") if head == "pooler" else ("classifier",)
     return model, tokenizer
 
 

@@ -94,9 +94,16 @@ def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
     full_hparams = {**spec.defaults, **hparams}
     model.requires_grad_(False)
     spec.apply(model, **full_hparams)
-    getattr(model, HEAD).requires_grad_(True)
+    for name in head_modules(model):
+        model.get_submodule(name).requires_grad_(True)
     model.applied_method = {"method": method, "hparams": _jsonable(full_hparams)}
     return model
+
+
+def head_modules(model: nn.Module) -> tuple[str, ...]:
+    """The modules that form the model's head, which every method trains (``load_model`` sets
+    them; a model from elsewhere has its ``classifier`` alone)."""
+    return getattr(model, "head_modules", (HEAD,))
 
 
 def _jsonable(hparams: dict) -> dict:

@@ -28,6 +28,9 @@ class RunConfig(BaseModel):
     method: str = "lora"
     hparams: dict = Field(default_factory=dict)  # the method's hyperparameters, e.g. {"rank": 8}
     model_name: str | None = None  # None: the packaged default model
+    # What the classifier reads (lora_lib.models): auto is the checkpoint's own pooling (mean
+    # tokens for the default model), else BERT's [CLS] pooler, trained with the head.
+    head: Literal["auto", "mean", "pooler", "frozen-pooler"] = "auto"
     lr: float = Field(2e-3, gt=0)  # LoRA r=8's rate from the search in tuning.yml; experiments.yml has each method's
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)  # stops after this many steps instead of after `epochs`
@@ -37,8 +40,11 @@ class RunConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 0
     max_train_samples: int | None = Field(None, ge=1)  # None: the whole training set
-    eval_split: Literal["validation", "holdout"] = "validation"  # holdout: a fixed slice of train, for tuning
-    holdout_size: int = Field(2000, ge=1)
+    # For tuning, a fixed slice of the training set instead: "sentences", whole sentences with every
+    # training phrase inside them dropped (lora_lib.study.data.hold_out_sentences); "holdout", random
+    # phrases, which overlap training (the first study's search).
+    eval_split: Literal["validation", "sentences", "holdout"] = "validation"
+    holdout_size: int = Field(1000, ge=1)
     max_length: int = Field(MAX_LENGTH, ge=8)
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"

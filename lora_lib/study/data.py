@@ -105,6 +105,34 @@ def split_holdout(train: Dataset, size: int) -> tuple[Dataset, Dataset]:
     return train.select(np.sort(order[size:])), train.select(np.sort(order[:size]))
 
 
+def hold_out_sentences(train: Dataset, size: int, min_words: int = 8) -> tuple[Dataset, Dataset]:
+    """Hold out ``size`` whole sentences for tuning, and drop every training phrase inside them.
+
+    SST-2's training set holds every phrase of each review sentence's parse tree, so a slice
+    of random phrases is mostly pieces of sentences that stay in training (``split_holdout``).
+    Here the slice is whole sentences: phrases of at least ``min_words`` words that occur
+    inside no other phrase, drawn in a fixed seeded order; and every training phrase that
+    occurs inside a held-out sentence is dropped from training. Returns ``(rest, holdout)``;
+    no held-out sentence then occurs inside a phrase of ``rest`` (``inside_any`` says so).
+    """
+    texts = [text.strip() for text in train["sentence"]]
+    if not 0 < size < len(texts):
+        raise ValueError(f"holdout_size must be between 1 and {len(texts) - 1}, got {size}")
+    joined = "\n".join(f" {text} " for text in texts)
+    chosen = []
+    for i in np.random.default_rng(HOLDOUT_SEED).permutation(len(texts)):
+        # Occurring once in the whole set: inside no other phrase, and no duplicate of one.
+        if len(texts[i].split()) >= min_words and joined.count(f" {texts[i]} ") == 1:
+            chosen.append(int(i))
+            if len(chosen) == size:
+                break
+    if len(chosen) < size:
+        raise ValueError(f"only {len(chosen)} whole sentences of at least {min_words} words; ask for fewer")
+    held = "\n".join(f" {texts[i]} " for i in chosen)
+    keep = [i for i, text in enumerate(texts) if f" {text} " not in held]
+    return train.select(keep), train.select(sorted(chosen))
+
+
 def inside_any(phrases: list[str], corpus: list[str]) -> np.ndarray:
     """For each phrase, whether it occurs word for word inside some phrase of ``corpus``.
 

@@ -3,7 +3,8 @@
 ``Record`` is the one definition: ``train`` builds it, ``save_record`` writes it (atomically,
 last, so a killed run leaves none), ``load_record`` validates it, and ``results_table``
 flattens records into the table that every summary starts from. Version 1 records (the
-first study) are read as they are: version 2 only added the per-example predictions.
+first study) are read as they are: version 2 added the per-example predictions and the
+config's ``head``, which every version 1 run had as ``"frozen-pooler"``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lora_lib.files import write_atomic
 
@@ -96,6 +97,14 @@ class Record(BaseModel):
     adapter_file: str | None = None
     analysis: dict | None = None
     predictions: Predictions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data):
+        """Version 1 records predate the choice of head: they all read the frozen, untrained pooler."""
+        if isinstance(data, dict) and data.get("schema_version") == 1 and isinstance(data.get("config"), dict):
+            data = {**data, "config": {"head": "frozen-pooler", **data["config"]}}
+        return data
 
     @field_validator("schema_version")
     @classmethod

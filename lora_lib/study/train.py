@@ -19,10 +19,12 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from lora_lib import METHODS, apply_method, count_parameters, load_model, save_adapter
+from lora_lib.models import resolve_head
+from lora_lib.params import decay_parameter_names
 from lora_lib.analysis import query_value_weights, update_singular_values
 
 from .config import RunConfig
-from .data import PadPerBatch, load_sst2, split_holdout, subsample, tokenize
+from .data import PadPerBatch, hold_out_sentences, load_sst2, split_holdout, subsample, tokenize
 from .machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss, resolve_device
 from .record import SCHEMA_VERSION, Predictions, Record, save_record
 
@@ -88,6 +90,9 @@ class _MeasuredTrainer(Trainer):
     train_examples = 0
     train_tokens = 0
 
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return decay_parameter_names(model)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.train_examples += len(inputs["input_ids"])
         self.train_tokens += int(inputs["attention_mask"].sum())
@@ -105,7 +110,9 @@ def prepare_data(config: RunConfig, tokenizer):
     """The tokenized training set and evaluation split that ``config`` asks for."""
     splits = load_sst2(config.data_dir)
     train = splits["train"]
-    if config.eval_split == "holdout":
+    if config.eval_split == "sentences":
+        train, evaluation = hold_out_sentences(train, config.holdout_size)
+    elif config.eval_split == "holdout":
         train, evaluation = split_holdout(train, config.holdout_size)
     else:
         evaluation = splits["validation"]
@@ -171,7 +178,7 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
         raise RuntimeError(f"precision 'bf16' was asked for, but this {device} has no fast bf16; use precision='fp32'")
 
     set_seed(config.seed)  # before the model: the head and LoRA's A are drawn from it
-    model, tokenizer = load_model(config.model_name)
+    model, tokenizer = load_model(config.model_name, head=config.head)
     apply_method(model, config.method, **config.hparams)
     params = count_parameters(model)
     train_set, eval_set = prepare_data(config, tokenizer)
@@ -203,7 +210,8 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
         run_id=config.run_id,
         method=config.method,
         description=METHODS[config.method].description,
-        config=config.model_copy(update={"hparams": model.applied_method["hparams"]}),
+        config=config.model_copy(update={"hparams": model.applied_method["hparams"],
+                                         "head": resolve_head(config.head, model.name_or_path or None)}),
         params=params,
         metrics={"eval_split": config.eval_split, "dev_accuracy": final["accuracy"], "dev_loss": final["loss"]},
         cost={
