@@ -215,12 +215,13 @@ def test_the_appendix_links_resolve(seen):
 
 
 def test_every_page_links_the_pdf(browser, seen):
-    """The footer's link resolves to the PDF at the site's root, from a nested page too."""
+    """The footer's link and the header's download menu lead to the PDF at the site's root, from a nested page too."""
     pdf = (HTML / "lora-tuning.pdf").as_uri()
     nested = sorted((HTML / "executed").glob("*.html"))[:1]
     for name in PAGES:
         links = seen[name]["pdf_links"]
         assert any(link["href"] == pdf and "PDF" in link["text"] and link["visible"] for link in links), name
+        assert len([link for link in links if link["href"] == pdf]) >= 2, f"{name}: the header's download menu lacks the PDF"
     for path in nested:
         open_page(browser, path)
         links = browser.execute_script(FACTS)["pdf_links"]
