@@ -82,14 +82,29 @@ def write_tsv(folder, name, text):
 def small_sst2(tmp_path):
     """A folder of small, well-formed GLUE SST-2 files (sentences with quote marks included)."""
     folder = tmp_path / "sst2"
-    write_tsv(folder, "train.tsv", "sentence\tlabel\n" + "".join(
-        f"it 's a \"great\" film number {i} \t{i % 2}\n" for i in range(40)))
+    write_tsv(
+        folder,
+        "train.tsv",
+        "sentence\tlabel\n" + "".join(f'it \'s a "great" film number {i} \t{i % 2}\n' for i in range(40)),
+    )
     write_tsv(folder, "dev.tsv", "sentence\tlabel\nbad 'n boring\t0\nlovely\t1\n")
     return folder
 
 
-def make_record(run_id="lora_r8_s0", method="lora", rank=8, seed=0, accuracy=0.9, lr=1e-3, trainable_pct=10.0,
-                speed=32.0, memory=512.0, eval_split="validation", predictions=None, **config):
+def make_record(
+    run_id="lora_r8_s0",
+    method="lora",
+    rank=8,
+    seed=0,
+    accuracy=0.9,
+    lr=1e-3,
+    trainable_pct=10.0,
+    speed=32.0,
+    memory=512.0,
+    eval_split="validation",
+    predictions=None,
+    **config,
+):
     """A record as ``run`` writes it (schema version 2), with made-up numbers."""
     from lora_lib.study.config import RunConfig
     from lora_lib.study.record import SCHEMA_VERSION, Record
@@ -100,13 +115,24 @@ def make_record(run_id="lora_r8_s0", method="lora", rank=8, seed=0, accuracy=0.9
         run_id=run_id,
         method=method,
         description=f"{method}, made up for a test",
-        config=RunConfig(method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id, eval_split=eval_split,
-                         **config),
-        params={"total": 100_000, "trainable": int(trainable_pct * 1_000), "trainable_pct": trainable_pct,
-                "groups": {}},
+        config=RunConfig(
+            method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id, eval_split=eval_split, **config
+        ),
+        params={
+            "total": 100_000,
+            "trainable": int(trainable_pct * 1_000),
+            "trainable_pct": trainable_pct,
+            "groups": {},
+        },
         metrics={"eval_split": eval_split, "dev_accuracy": accuracy, "dev_loss": 0.3},
-        cost={"train_seconds": 600.0, "train_examples": 64, "train_tokens": 900, "train_examples_per_second": speed,
-              "train_tokens_per_second": 450.0, "peak_rss_mb": memory},
+        cost={
+            "train_seconds": 600.0,
+            "train_examples": 64,
+            "train_tokens": 900,
+            "train_examples_per_second": speed,
+            "train_tokens_per_second": 450.0,
+            "peak_rss_mb": memory,
+        },
         history={"train": [{"step": 1, "epoch": 0.5, "loss": 0.7, "learning_rate": lr}], "eval": []},
         environment={"cpu": "test"},
         predictions=predictions,

@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from conftest import make_record
+
 from lora_lib.study.aggregate import label_of, points_below, standard_error_of_gap, summarize
 from lora_lib.study.record import results_table
 
@@ -29,7 +29,9 @@ def test_runs_that_differ_in_more_than_the_seed_are_separate_groups():
 
 def test_groups_follow_the_registry_order_then_the_rank():
     records = [make_record(f"lora_r{r}_s0", rank=r) for r in (16, 2)] + [
-        make_record("bitfit_s0", method="bitfit", rank=None), make_record("full_s0", method="full", rank=None)]
+        make_record("bitfit_s0", method="bitfit", rank=None),
+        make_record("full_s0", method="full", rank=None),
+    ]
     summary = summarize(results_table(records))
     assert summary["label"].tolist() == ["Full fine-tuning", "BitFit", "LoRA r=2", "LoRA r=16"]
 

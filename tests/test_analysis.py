@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from lora_lib import apply_method, save_adapter
 from lora_lib.analysis import (
@@ -24,7 +23,9 @@ def test_lora_updates_read_back_from_the_adapter_file(tiny, tmp_path):
                 module.lora_B.normal_()
     save_adapter(model, tmp_path / "a.safetensors")
     updates = lora_updates(tmp_path / "a.safetensors")
-    assert sorted(updates) == [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
+    assert sorted(updates) == [
+        f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")
+    ]
     for name, update in updates.items():
         torch.testing.assert_close(update["delta"], model.get_submodule(name).delta_weight())
 

@@ -103,7 +103,9 @@ def test_adapter_placement(base_twin):
     model, other, _ = base_twin()
     apply_method(model, "houlsby")
     names = sorted(n for n, m in model.named_modules() if type(m).__name__ == "BottleneckAdapter")
-    assert names == [f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.output.dense", "output.dense")]
+    assert names == [
+        f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.output.dense", "output.dense")
+    ]
     apply_method(other, "pfeiffer")
     names = sorted(n for n, m in other.named_modules() if type(m).__name__ == "BottleneckAdapter")
     assert names == [f"bert.encoder.layer.{i}.output.dense" for i in range(2)]
@@ -115,7 +117,9 @@ def test_ia3_matches_peft_on_the_papers_modules(model_and_tokenizer, batch):
     feedforward = r".*\.layer\.\d+\.output\.dense"
     theirs = get_peft_model(
         copy.deepcopy(model),
-        IA3Config(target_modules=rf".*\.(key|value)|{feedforward}", feedforward_modules=feedforward, init_ia3_weights=True),
+        IA3Config(
+            target_modules=rf".*\.(key|value)|{feedforward}", feedforward_modules=feedforward, init_ia3_weights=True
+        ),
     ).eval()
     apply_method(model, "ia3")
     torch.manual_seed(2)
@@ -131,7 +135,9 @@ def test_ia3_matches_peft_on_the_papers_modules(model_and_tokenizer, batch):
         reference = theirs(**batch, output_hidden_states=True)
         ours = model(**batch, output_hidden_states=True)
         # The copied vectors must move the encoder's output, or the comparison would prove nothing.
-        assert (reference.hidden_states[-1] - plain(**batch, output_hidden_states=True).hidden_states[-1]).abs().max() > 1e-2
+        assert (
+            reference.hidden_states[-1] - plain(**batch, output_hidden_states=True).hidden_states[-1]
+        ).abs().max() > 1e-2
         torch.testing.assert_close(ours.hidden_states[-1], reference.hidden_states[-1], rtol=0, atol=1e-5)
         torch.testing.assert_close(ours.logits, reference.logits, rtol=0, atol=1e-5)
 

@@ -44,16 +44,18 @@ def test_the_flat_parameters_are_the_fields_and_every_methods_hyperparameters():
 
 
 def test_from_parameters_gathers_the_hyperparameters():
-    config = RunConfig.from_parameters(**{**RunConfig.parameters(), "method": "lora", "rank": 4, "seed": 2,
-                                          "targets": "query, key"})
+    config = RunConfig.from_parameters(
+        **{**RunConfig.parameters(), "method": "lora", "rank": 4, "seed": 2, "targets": "query, key"}
+    )
     assert config.hparams == {"rank": 4, "targets": ["query", "key"]}
     assert (config.seed, config.run_id) == (2, "lora_r4_s2")
     houlsby = RunConfig.from_parameters(method="houlsby", reduction_factor=8, rank=None)  # None: not set
     assert houlsby.hparams == {"reduction_factor": 8}
 
 
-@pytest.mark.parametrize("method, name", [("bitfit", "rank"), ("houlsby", "rank"), ("lora", "bottleneck"),
-                                          ("ia3", "targets")])
+@pytest.mark.parametrize(
+    "method, name", [("bitfit", "rank"), ("houlsby", "rank"), ("lora", "bottleneck"), ("ia3", "targets")]
+)
 def test_from_parameters_refuses_a_hyperparameter_the_method_does_not_take(method, name):
     with pytest.raises(TypeError) as err:
         RunConfig.from_parameters(method=method, **{name: 8})
@@ -103,8 +105,10 @@ def test_run_ids():
 
 def test_the_group_key_is_the_configuration_without_its_seed():
     base = RunConfig(hparams={"rank": 8}, lr=1e-3)
-    assert RunConfig(hparams={"rank": 8}, lr=1e-3, seed=1, run_id="other", output_dir="elsewhere").group_key() == \
-        base.group_key()
+    assert (
+        RunConfig(hparams={"rank": 8}, lr=1e-3, seed=1, run_id="other", output_dir="elsewhere").group_key()
+        == base.group_key()
+    )
     # the method's defaults written out or left out: the same configuration
     assert RunConfig(hparams={"rank": 8, "alpha": 16}, lr=1e-3).group_key() == base.group_key()
     assert RunConfig(hparams={"rank": 4}, lr=1e-3).group_key() != base.group_key()

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import write_tsv
+
 from lora_lib.models import load_tokenizer
 from lora_lib.study.data import (
     DataError,

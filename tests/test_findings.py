@@ -6,9 +6,9 @@ the configuration named, and the numbers.
 
 import pandas as pd
 import pytest
+from conftest import make_record
 from matplotlib.collections import PathCollection
 
-from conftest import make_record
 from lora_lib.study.aggregate import summarize
 from lora_lib.study.findings import findings, findings_markdown, lora_against_full
 from lora_lib.study.record import results_table
@@ -18,9 +18,19 @@ from lora_lib.study.render import accuracy_plot
 def configuration(method, rank, accuracies, pct, speed, memory):
     """One configuration's records, one per accuracy (seeds 0, 1, ...)."""
     name = f"{method}_r{rank}" if rank else method
-    return [make_record(f"{name}_s{seed}", method=method, rank=rank, seed=seed, accuracy=accuracy,
-                        trainable_pct=pct, speed=speed, memory=memory)
-            for seed, accuracy in enumerate(accuracies)]
+    return [
+        make_record(
+            f"{name}_s{seed}",
+            method=method,
+            rank=rank,
+            seed=seed,
+            accuracy=accuracy,
+            trainable_pct=pct,
+            speed=speed,
+            memory=memory,
+        )
+        for seed, accuracy in enumerate(accuracies)
+    ]
 
 
 def summary_of(*configurations):
@@ -96,7 +106,9 @@ def test_a_big_rank_near_full_does_not_hide_a_small_rank_that_misses():
     assert (against.gap, against.gap_small) == (pytest.approx(0.5), pytest.approx(1.5)) and not against.met
     line = findings(summary)[1]
     # both ranks named with their gaps, best first, and the verdict on the small one
-    assert line.index("r = 64") < line.index("0.50 points below") < line.index("r = 8") < line.index("1.50 points below")
+    assert (
+        line.index("r = 64") < line.index("0.50 points below") < line.index("r = 8") < line.index("1.50 points below")
+    )
     assert "misses" in line and "meets" not in line
     ranks = findings(summary)[2]
     assert "highest at r = 64" in ranks and "lowest at r = 4" in ranks
@@ -132,8 +144,7 @@ def test_every_seed_is_kept_and_drawn():
     row = GRID[GRID["method"] == "full"].iloc[0]
     assert row["accuracies"] == (0.90, 0.91, 0.92)
     fig = accuracy_plot(GRID, "trainable", "trainable parameters", log=True)
-    hollow = [c for c in fig.axes[0].collections
-              if isinstance(c, PathCollection) and not len(c.get_facecolors())]
+    hollow = [c for c in fig.axes[0].collections if isinstance(c, PathCollection) and not len(c.get_facecolors())]
     drawn = sorted(y for c in hollow for _, y in c.get_offsets())
     expected = [a * 100 for accs in GRID["accuracies"] for a in accs]
     assert drawn == pytest.approx(sorted(expected))

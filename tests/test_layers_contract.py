@@ -36,8 +36,11 @@ def test_every_layer_a_method_adds_keeps_the_contract(tiny, method):
     # A module the method added right under one of the model's own is an injected layer (what
     # that layer holds inside, such as LoRA's dropout, is its own business).
     modules = dict(model.named_modules())
-    added = [(name, m) for name, m in modules.items()
-             if id(m) not in original and id(modules[name.rpartition(".")[0]]) in original]
+    added = [
+        (name, m)
+        for name, m in modules.items()
+        if id(m) not in original and id(modules[name.rpartition(".")[0]]) in original
+    ]
     assert all(isinstance(m, InjectedLayer) for _, m in added), [(n, type(m).__name__) for n, m in added]
     assert len(added) == len(injected(model))
     groups = count_parameters(model)["groups"]

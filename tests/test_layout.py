@@ -4,8 +4,18 @@ import json
 import subprocess
 import sys
 
-LIBRARY = ["lora_lib", "lora_lib.lora", "lora_lib.adapters", "lora_lib.registry", "lora_lib.methods",
-           "lora_lib.merging", "lora_lib.checkpoint", "lora_lib.params", "lora_lib.models", "lora_lib.analysis"]
+LIBRARY = [
+    "lora_lib",
+    "lora_lib.lora",
+    "lora_lib.adapters",
+    "lora_lib.registry",
+    "lora_lib.methods",
+    "lora_lib.merging",
+    "lora_lib.checkpoint",
+    "lora_lib.params",
+    "lora_lib.models",
+    "lora_lib.analysis",
+]
 STUDY_ONLY = ("pandas", "datasets", "papermill")
 
 

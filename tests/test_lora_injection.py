@@ -45,7 +45,12 @@ def test_only_lora_and_head_train(tiny):
     apply_method(model, "lora", rank=4)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {
-        *(f"bert.encoder.layer.{i}.attention.self.{m}.lora_{ab}" for i in range(2) for m in ("query", "value") for ab in "AB"),
+        *(
+            f"bert.encoder.layer.{i}.attention.self.{m}.lora_{ab}"
+            for i in range(2)
+            for m in ("query", "value")
+            for ab in "AB"
+        ),
         "classifier.weight",
         "classifier.bias",
     }
@@ -118,7 +123,10 @@ def test_training_changes_every_lora_matrix_and_no_frozen_weight(model_and_token
             assert not torch.equal(param, before[name]), f"{name} did not change"
         else:
             assert torch.equal(param, before[name]), f"frozen {name} changed"
-    assert sum("lora_" in name for name, p in model.named_parameters() if p.requires_grad) == 4 * model.config.num_hidden_layers
+    assert (
+        sum("lora_" in name for name, p in model.named_parameters() if p.requires_grad)
+        == 4 * model.config.num_hidden_layers
+    )
 
 
 def test_adapter_round_trip_into_a_fresh_base(model_and_tokenizer, batch, tmp_path):
@@ -187,7 +195,9 @@ def test_targets_match_name_suffixes(tiny):
     model, _ = tiny
     apply_method(model, "lora", rank=2, targets=("attention.output.dense", "intermediate.dense"))
     wrapped = sorted(name for name, m in model.named_modules() if isinstance(m, LoRALinear))
-    assert wrapped == [f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in ("attention.output.dense", "intermediate.dense")]
+    assert wrapped == [
+        f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in ("attention.output.dense", "intermediate.dense")
+    ]
 
 
 def test_targets_as_a_comma_separated_string(tiny):

@@ -9,7 +9,12 @@ def test_tiny_random_model():
     model, tokenizer = load_model(TINY_RANDOM, num_labels=3)
     config = model.config
     assert isinstance(model, BertForSequenceClassification)
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (32, 2, 4, 64)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (
+        32,
+        2,
+        4,
+        64,
+    )
     assert config.vocab_size == tokenizer.vocab_size == 30_522
     assert model.classifier.out_features == 3
 
@@ -18,7 +23,12 @@ def test_tiny_random_model():
 def test_default_model_is_the_packaged_minilm():
     model, tokenizer = load_model()
     config = model.config
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (384, 6, 12, 1536)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (
+        384,
+        6,
+        12,
+        1536,
+    )
     # 22.7M in the encoder and pooler, plus a 2-label head of 2 * 384 + 2.
     assert count_parameters(model)["total"] == 22_713_216 + 770
     assert tokenizer("don't")["input_ids"] == [101, 2123, 1005, 1056, 102]

@@ -5,8 +5,8 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import make_record
+
 from lora_lib.study.record import (
     SCHEMA_VERSION,
     Predictions,
@@ -80,9 +80,11 @@ def test_load_results_one_row_per_record(tmp_path):
 
 def test_the_end_of_training_loss_is_the_mean_of_the_last_logs():
     record = make_record()
-    record.history.train = ([{"step": 50 * i, "loss": 1.0} for i in range(1, 6)]
-                            + [{"step": 300 + 50 * i, "loss": 0.1 * i} for i in range(1, 11)]
-                            + [{"step": 900, "train_runtime": 12.0}])  # the summary log has no loss
+    record.history.train = (
+        [{"step": 50 * i, "loss": 1.0} for i in range(1, 6)]
+        + [{"step": 300 + 50 * i, "loss": 0.1 * i} for i in range(1, 11)]
+        + [{"step": 900, "train_runtime": 12.0}]
+    )  # the summary log has no loss
     assert record.train_loss_tail() == pytest.approx(0.55)
     assert record.train_loss_tail(logs=2) == pytest.approx(0.95)
     assert results_table([record])["train_loss_tail"].tolist() == [pytest.approx(0.55)]
@@ -158,8 +160,12 @@ def test_not_json_and_wrong_name(tmp_path):
 
 def test_a_non_finite_number_is_no_record():
     with pytest.raises(ValueError) as err:
-        Record.model_validate({**json.loads(make_record().to_json()),
-                               "metrics": {"eval_split": "validation", "dev_accuracy": 0.9, "dev_loss": float("inf")}})
+        Record.model_validate(
+            {
+                **json.loads(make_record().to_json()),
+                "metrics": {"eval_split": "validation", "dev_accuracy": 0.9, "dev_loss": float("inf")},
+            }
+        )
     assert "dev_loss" in str(err.value)
 
 

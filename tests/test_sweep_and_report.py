@@ -47,7 +47,9 @@ def cells(notebook):
 def test_notebook_pair_is_in_sync():
     markdown = jupytext.read(REPO / "book" / "train.md")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert cells(markdown) == cells(notebook), "book/train.md and book/train.ipynb differ: run jupytext --sync book/train.md"
+    assert cells(markdown) == cells(notebook), (
+        "book/train.md and book/train.ipynb differ: run jupytext --sync book/train.md"
+    )
     assert any("parameters" in tags for _, _, tags in cells(notebook))
 
 
@@ -69,8 +71,9 @@ def tiny_params(**extra):
 
 def test_papermill_writes_where_it_runs(sst2_dir, checkout):
     (checkout / "runs").mkdir()  # papermill writes its output notebook only into a folder that exists
-    done = papermill(checkout, "book/train.ipynb", "runs/lora_r4_s0.ipynb", ("method", "lora"), ("rank", 4),
-                     *tiny_params())
+    done = papermill(
+        checkout, "book/train.ipynb", "runs/lora_r4_s0.ipynb", ("method", "lora"), ("rank", 4), *tiny_params()
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     # The default output_dir, runs/, is relative to where the kernel runs: here, where papermill ran.
     record = load_record(checkout / "runs" / "lora_r4_s0.json")
@@ -89,27 +92,57 @@ def test_papermill_writes_where_it_runs(sst2_dir, checkout):
 
 def test_papermill_never_replaces_a_record_unless_asked(sst2_dir, checkout, tmp_path):
     runs = tmp_path / "runs"
-    first = papermill(checkout, "book/train.ipynb", str(tmp_path / "1.ipynb"), ("output_dir", runs),
-                      *tiny_params(max_steps=1))
+    first = papermill(
+        checkout, "book/train.ipynb", str(tmp_path / "1.ipynb"), ("output_dir", runs), *tiny_params(max_steps=1)
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     written = (runs / "lora_r8_s0.json").read_bytes()
-    again = papermill(checkout, "book/train.ipynb", str(tmp_path / "2.ipynb"), ("output_dir", runs),
-                      *tiny_params(max_steps=1))
+    again = papermill(
+        checkout, "book/train.ipynb", str(tmp_path / "2.ipynb"), ("output_dir", runs), *tiny_params(max_steps=1)
+    )
     assert again.returncode != 0 and "RecordExistsError" in again.stderr
     assert (runs / "lora_r8_s0.json").read_bytes() == written
-    replaced = papermill(checkout, "book/train.ipynb", str(tmp_path / "3.ipynb"), ("output_dir", runs),
-                         ("overwrite", True), *tiny_params(max_steps=2))
+    replaced = papermill(
+        checkout,
+        "book/train.ipynb",
+        str(tmp_path / "3.ipynb"),
+        ("output_dir", runs),
+        ("overwrite", True),
+        *tiny_params(max_steps=2),
+    )
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert load_record(runs / "lora_r8_s0.json").cost.train_steps == 2
 
 
 def test_grid_expansion(tmp_path):
-    path = write_grid(tmp_path, [{"method": "lora", "rank": [1, 8], "lr": 1e-3}, {"method": "head"},
-                                 {"method": "lora", "name": "lora_rs", "rank": [8], "use_rslora": True}], seeds=[0, 2])
+    path = write_grid(
+        tmp_path,
+        [
+            {"method": "lora", "rank": [1, 8], "lr": 1e-3},
+            {"method": "head"},
+            {"method": "lora", "name": "lora_rs", "rank": [8], "use_rslora": True},
+        ],
+        seeds=[0, 2],
+    )
     grid = sweep.expand(path)
-    assert [r.run_id for r in grid.runs] == ["lora_r1_s0", "lora_r1_s2", "lora_r8_s0", "lora_r8_s2", "head_s0", "head_s2",
-                                             "lora_rs_r8_s0", "lora_rs_r8_s2"]
-    assert grid.runs[2].parameters == {**TINY, "method": "lora", "rank": 8, "lr": 1e-3, "seed": 0, "run_id": "lora_r8_s0"}
+    assert [r.run_id for r in grid.runs] == [
+        "lora_r1_s0",
+        "lora_r1_s2",
+        "lora_r8_s0",
+        "lora_r8_s2",
+        "head_s0",
+        "head_s2",
+        "lora_rs_r8_s0",
+        "lora_rs_r8_s2",
+    ]
+    assert grid.runs[2].parameters == {
+        **TINY,
+        "method": "lora",
+        "rank": 8,
+        "lr": 1e-3,
+        "seed": 0,
+        "run_id": "lora_r8_s0",
+    }
     assert grid.root == tmp_path and grid.output_dir == tmp_path / "executed"
     assert grid.notebook == tmp_path / "book" / "train.ipynb"
 
@@ -163,10 +196,21 @@ def swept(tmp_path_factory, sst2_dir):
     """A sweep over a small grid (two methods, two seeds, and one run that fails) with two jobs."""
     folder = tmp_path_factory.mktemp("grid")
     # The broken run is a valid configuration that fails as it runs: its model is nowhere.
-    path = write_grid(folder, [{"method": "lora", "rank": 2, "lr": 1e-3}, {"method": "bitfit", "lr": 1e-3},
-                               {"method": "head", "name": "broken", "model_name": "no-such-model"}], seeds=[0, 1])
-    out = subprocess.run([sys.executable, "-m", "lora_lib.study.sweep", str(path), "--jobs", "2"], capture_output=True,
-                         text=True, env=OFFLINE)
+    path = write_grid(
+        folder,
+        [
+            {"method": "lora", "rank": 2, "lr": 1e-3},
+            {"method": "bitfit", "lr": 1e-3},
+            {"method": "head", "name": "broken", "model_name": "no-such-model"},
+        ],
+        seeds=[0, 1],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        env=OFFLINE,
+    )
     return path, folder / "executed", out
 
 
@@ -176,8 +220,18 @@ def test_sweep_runs_the_grid_and_reports_failures(swept):
     assert "4 done" in out.stdout and "2 failed" in out.stdout
     failures = [line for line in out.stdout.splitlines() if "broken_s0" in line and "FAILED" in line]
     assert len(failures) == 1 and "no-such-model" in failures[0]
-    assert sorted(p.name for p in executed.glob("*.json")) == ["bitfit_s0.json", "bitfit_s1.json", "lora_r2_s0.json", "lora_r2_s1.json"]
-    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["bitfit_s0.ipynb", "bitfit_s1.ipynb", "lora_r2_s0.ipynb", "lora_r2_s1.ipynb"]
+    assert sorted(p.name for p in executed.glob("*.json")) == [
+        "bitfit_s0.json",
+        "bitfit_s1.json",
+        "lora_r2_s0.json",
+        "lora_r2_s1.json",
+    ]
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == [
+        "bitfit_s0.ipynb",
+        "bitfit_s1.ipynb",
+        "lora_r2_s0.ipynb",
+        "lora_r2_s1.ipynb",
+    ]
     assert sorted(p.name for p in (executed / "failed").iterdir()) == ["broken_s0.ipynb", "broken_s1.ipynb"]
     assert not list(executed.glob(".*"))  # no partial notebook or temporary record left
     # The kernels ran in the grid's folder: the records say where they went relative to it, and no
@@ -190,12 +244,14 @@ def test_sweep_runs_the_grid_and_reports_failures(swept):
 def test_sweep_again_skips_what_is_done(swept):
     path, executed, _ = swept
     before = {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")}
-    dry = subprocess.run([sys.executable, "-m", "lora_lib.study.sweep", str(path), "--dry-run"], capture_output=True,
-                         text=True)
+    dry = subprocess.run(
+        [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--dry-run"], capture_output=True, text=True
+    )
     assert dry.returncode == 0 and "2 to run" in dry.stdout and "4 already done" in dry.stdout
     assert "broken_s0" in dry.stdout and "lora_r2_s0" not in dry.stdout
-    again = subprocess.run([sys.executable, "-m", "lora_lib.study.sweep", str(path), "--only", "lora_*"],
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--only", "lora_*"], capture_output=True, text=True
+    )
     assert again.returncode == 0 and "0 done" in again.stdout and "2 skipped" in again.stdout
     assert {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")} == before
 
@@ -224,7 +280,10 @@ def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
     (tmp_path / "lora_r8_s1.json").write_text("another run")
     assert sweep.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded"
     assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == [
-        "lora_r8_s0.ipynb", "lora_r8_s0.json", "lora_r8_s0.safetensors"]
+        "lora_r8_s0.ipynb",
+        "lora_r8_s0.json",
+        "lora_r8_s0.safetensors",
+    ]
     assert not list(tmp_path.glob("lora_r8_s0.*")) and (tmp_path / "lora_r8_s1.json").read_text() == "another run"
     (tmp_path / "lora_r8_s0.json").write_text("second")
     (tmp_path / "lora_r8_s0.ipynb").write_text("second")
@@ -238,8 +297,9 @@ def test_report_on_the_sweeps_records(swept, tmp_path):
     written = report.write_report(executed, tmp_path / "report")
     names = sorted(p.name for paths in written.values() for p in paths)
     figures = ["loss_curves", *ACCURACY_AGAINST]
-    assert names == sorted([f"{f}.{e}" for f in figures for e in ("png", "svg")]
-                           + ["results_table.tex", "results_table.md", "summary.csv"])
+    assert names == sorted(
+        [f"{f}.{e}" for f in figures for e in ("png", "svg")] + ["results_table.tex", "results_table.md", "summary.csv"]
+    )
     assert all(p.stat().st_size > 1000 for p in written["figures"])
     summary = summarize(load_results(executed))
     assert summary["label"].tolist() == ["BitFit", "LoRA r=2"] and summary["runs"].tolist() == [2, 2]
@@ -251,12 +311,18 @@ def test_report_on_the_sweeps_records(swept, tmp_path):
 
 
 def test_report_cli_on_an_empty_folder(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "lora_lib.study.report", str(tmp_path / "empty"), "--out",
-                          str(tmp_path / "r")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lora_lib.study.report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "empty" in out.stderr and not (tmp_path / "r").exists()
     (tmp_path / "empty").mkdir()
-    out = subprocess.run([sys.executable, "-m", "lora_lib.study.report", str(tmp_path / "empty"), "--out",
-                          str(tmp_path / "r")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lora_lib.study.report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "empty" in out.stderr and not (tmp_path / "r").exists()
 
 
@@ -288,9 +354,17 @@ def test_commit_each_finished_run(swept, tmp_path):
     for key, value in [("user.name", "test"), ("user.email", "test@example.com")]:
         subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
     sweep.commit_run("lora_r2_s0", repo / "executed")
-    log = subprocess.run(["git", "-C", str(repo), "log", "--name-only", "--format=%s"], capture_output=True, text=True).stdout
-    assert log.split() == ["Record", "run", "lora_r2_s0", "executed/lora_r2_s0.ipynb", "executed/lora_r2_s0.json",
-                           "executed/lora_r2_s0.safetensors"]
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--name-only", "--format=%s"], capture_output=True, text=True
+    ).stdout
+    assert log.split() == [
+        "Record",
+        "run",
+        "lora_r2_s0",
+        "executed/lora_r2_s0.ipynb",
+        "executed/lora_r2_s0.json",
+        "executed/lora_r2_s0.safetensors",
+    ]
 
 
 def test_readme_results_section_is_generated(swept, tmp_path):

@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
+from conftest import make_record
 from transformers import set_seed
 
-from conftest import make_record
 from lora_lib import load_adapter, load_model
 from lora_lib.study import train as train_module
 from lora_lib.study.config import RunConfig
@@ -21,9 +21,20 @@ from lora_lib.study.train import NaNLossError, RecordExistsError, run, train
 
 
 def tiny_config(tmp_path, **overrides):
-    return RunConfig(**{"model_name": "tiny-random", "method": "lora", "hparams": {"rank": 4}, "lr": 1e-3,
-                        "max_steps": 6, "batch_size": 16, "max_train_samples": 96, "logging_steps": 2,
-                        "output_dir": str(tmp_path), **overrides})
+    return RunConfig(
+        **{
+            "model_name": "tiny-random",
+            "method": "lora",
+            "hparams": {"rank": 4},
+            "lr": 1e-3,
+            "max_steps": 6,
+            "batch_size": 16,
+            "max_train_samples": 96,
+            "logging_steps": 2,
+            "output_dir": str(tmp_path),
+            **overrides,
+        }
+    )
 
 
 def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
@@ -38,7 +49,10 @@ def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
     assert cost.train_steps == 6 and cost.train_examples == 6 * 16
     assert cost.train_tokens > cost.train_examples and cost.peak_rss_mb > 0
     assert [h["step"] for h in record.history.train] == [2, 4, 6]
-    assert record.params.trainable == 2 * 2 * (4 * 32 + 32 * 4) + 66  # layers x (query, value) x (A + B), head
+    # head "auto" on a model with no pooling config of its own: BERT's pooler, trained with the classifier
+    assert record.config.head == "pooler"
+    # layers x (query, value) x (A + B), then the pooler and the classifier
+    assert record.params.trainable == 2 * 2 * (4 * 32 + 32 * 4) + (32 * 32 + 32) + (2 * 32 + 2)
     assert record.environment["torch"] == torch.__version__
     # one prediction per validation sentence, which agree with the accuracy
     labels = [int(line.rsplit("\t", 1)[1]) for line in open(f"{sst2_dir}/dev.tsv").read().splitlines()[1:]]
@@ -47,7 +61,7 @@ def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
     assert sum(p == y for p, y in zip(predicted, labels)) / len(labels) == pytest.approx(record.metrics.dev_accuracy)
     assert all((p >= 0.5) == (label == 1) for p, label in zip(record.predictions.prob_positive, predicted))
 
-    model, _ = load_model("tiny-random")
+    model, _ = load_model("tiny-random", head=record.config.head)
     load_adapter(model, tmp_path / "lora_r4_s0.safetensors")
     assert model.applied_method == {"method": "lora", "hparams": hparams}
 
@@ -77,7 +91,9 @@ def test_full_fine_tuning_saves_no_weights(sst2_dir, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["full_s0.json"]
     # Instead of the weights, the record keeps the spectrum of each query and value update.
     spectra = record.analysis["full_update_singular_values"]
-    assert sorted(spectra) == [f"bert.encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "value")]
+    assert sorted(spectra) == [
+        f"bert.encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "value")
+    ]
     assert all(len(s) == 32 and s == sorted(s, reverse=True) and s[0] > 0 for s in spectra.values())
 
 
@@ -103,12 +119,21 @@ def test_frozen_weights_are_bit_identical_after_training(sst2_dir, tmp_path, mod
     for name, param in frozen:
         assert torch.equal(param, fresh_params[name.replace(".base_layer", "")]), name
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert sum(not torch.equal(p, fresh_params[n]) for n, p in model.named_parameters() if n in fresh_params and n in trained) > 0
+    assert (
+        sum(
+            not torch.equal(p, fresh_params[n])
+            for n, p in model.named_parameters()
+            if n in fresh_params and n in trained
+        )
+        > 0
+    )
 
 
 @pytest.mark.slow
 def test_default_model_few_steps_on_real_sst2(sst2_dir, tmp_path):
-    config = tiny_config(tmp_path, model_name=None, hparams={"rank": 8}, max_steps=4, batch_size=32, max_train_samples=None)
+    config = tiny_config(
+        tmp_path, model_name=None, hparams={"rank": 8}, max_steps=4, batch_size=32, max_train_samples=None
+    )
     record = run(config)
     assert load_record(tmp_path / "lora_r8_s0.json").params.trainable == 74_498
     assert record.params.trainable_pct < 1
@@ -133,8 +158,12 @@ def test_nan_loss_stops_the_run_and_writes_nothing(sst2_dir, tmp_path, monkeypat
 def test_killed_run_leaves_no_record(sst2_dir, tmp_path):
     config = tiny_config(tmp_path, max_steps=100_000).model_dump()
     code = f"from lora_lib.study.train import run; run({config!r})"
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     training = threading.Event()
 
     def watch():
