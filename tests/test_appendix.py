@@ -138,6 +138,11 @@ def test_the_index_links_each_run_in_html_and_is_a_plain_table_for_the_pdf(runs)
     markdown = table._repr_markdown_().split("\n\n")[-1].splitlines()
     assert len(markdown) == len(index) + 2 and set(markdown[1]) <= set("|-:")
     assert "](" not in "".join(markdown) and "lora\\_r8\\_s0" in markdown[3]
+    colspec = table.latex_colspec()  # one width per shown column, for the PDF's long tables
+    assert (
+        colspec.count("\\X") == len(table.shown().columns)
+        and f"{{tabularcolumns}} {colspec}" in table._repr_markdown_()
+    )
 
 
 def test_what_every_shown_run_shares_is_said_once_above_the_table(runs):

@@ -44,6 +44,9 @@ NOSEARCH = "nosearch"
 # The template's cell of default parameters: papermill's injected cell below it is what the run set.
 HIDDEN_TAG = "remove-cell"
 
+# The widest a column of names that wrap at spaces gets in the PDF, in characters.
+WRAPPED_WIDTH = 15
+NARROWEST = 10  # and the narrowest any column gets (a rate like 1.2e-4 must not break at its hyphen)
 COLUMNS = [
     "set",
     "run",
@@ -220,7 +223,22 @@ class IndexTable:
         table = frame.to_html(index=False, escape=False, border=0, classes="run-index")
         return (f"<p>{html.escape(line)}</p>\n" if line else "") + table
 
+    def latex_colspec(self) -> str:
+        """Column widths for the PDF, in proportion to each column's longest entry (names and
+        hyperparameters, which wrap at spaces, capped) plus a margin: without them LaTeX sets a
+        long table's columns at their natural width, wider than the page."""
+        frame = self.shown()
+        widths = []
+        for column in frame.columns:
+            longest = max([len(column.split()[0]), *frame[column].str.len()])
+            if column in ("method", "hyperparameters"):
+                longest = min(longest, WRAPPED_WIDTH)
+            widths.append(max(NARROWEST, 2 + longest))
+        return "".join(rf"\X{{{w}}}{{{sum(widths)}}}" for w in widths)  # no rules between columns: booktabs
+
     def _repr_markdown_(self) -> str:
+        """The PDF's table: MyST markdown (the appendix pages render it so) with the column
+        widths for LaTeX, then the table."""
         frame = self.shown()
         cells = frame.map(lambda v: v.replace("|", r"\|").replace("_", r"\_"))
         numeric = [pd.api.types.is_numeric_dtype(self.frame[c]) for c in frame.columns]
@@ -230,7 +248,8 @@ class IndexTable:
         ]
         lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
         line = self._common_line()
-        return (f"{line}\n\n" if line else "") + "\n".join(lines) + "\n"
+        colspec = f"```{{tabularcolumns}} {self.latex_colspec()}\n```\n\n"
+        return (f"{line}\n\n" if line else "") + colspec + "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
         return self.shown().to_string(index=False)

@@ -216,7 +216,7 @@ def against_papers(gaps: pd.DataFrame, configurations: list[str]) -> pd.DataFram
     for (source, model), methods in accuracy.groupby(level=["source", "model"], sort=False):
         full = methods.xs("full fine-tuning", level="method").iloc[0]
         for (_, _, method), value in methods.drop("full fine-tuning", level="method").items():
-            rows.append((source, model, method, round(full - value, 2), ""))
+            rows.append((source, model, method, round(full - value, 2), "–"))  # the papers give none
     for name in configurations:
         row = gaps.loc[name]
         rows.append(("this study", "MiniLM-L6", name, row["points below full"], row["95% interval"]))
