@@ -138,21 +138,44 @@ def latex_table(summary: pd.DataFrame) -> str:
 
 
 class Table:
-    """A DataFrame shown as a table in both formats: HTML in the web book, a LaTeX table that
-    fits the page width in the PDF (myst-nb picks ``text/html`` or ``text/latex`` by builder)."""
+    """A DataFrame shown as a GitHub-flavoured markdown table: glued into a numbered, captioned
+    ``{table}`` directive, it is an HTML table in the web book and a LaTeX table in the PDF."""
 
     def __init__(self, frame: pd.DataFrame, index: bool = True):
         self.frame, self.index = frame, index
 
-    def _repr_html_(self) -> str:
-        return self.frame.to_html(index=self.index, border=0, classes="dataframe table", escape=True)
-
-    def _repr_latex_(self) -> str:
-        frame = self.frame.rename(columns=str)
-        latex = frame.to_latex(index=self.index, escape=True)
-        # Shrink a table wider than the text to the text's width; leave a narrower one as it is.
-        return (r"\begin{center}\small\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
-                + latex.strip() + "}\\end{center}")
+    def _repr_markdown_(self) -> str:
+        return self.frame.to_markdown(index=self.index)
 
     def __repr__(self) -> str:
         return self.frame.to_string(index=self.index)
+
+
+def accuracy_explorer(summary: pd.DataFrame, results: pd.DataFrame) -> dict[str, str]:
+    """Accuracy against trainable parameters as one output in two forms: an interactive plotly
+    figure for the web book (hover a point for its run, seed and learning rate) and the static
+    ``accuracy_plot`` for the PDF. Show it with ``IPython.display.display(bundle, raw=True)``."""
+    import base64
+    import io
+
+    import plotly.graph_objects as go
+
+    runs = results.merge(summary[["group", "label"]], on="group")
+    figure = go.Figure()
+    for method, rows in runs.groupby("method", sort=False):
+        style = _style(method)
+        figure.add_scatter(
+            x=rows["trainable"], y=rows["dev_accuracy"] * 100, mode="markers", name=label_of(method),
+            marker=dict(color=style["color"], size=8, opacity=0.75),
+            customdata=rows[["run_id", "label", "seed", "lr"]].values,
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}, seed %{customdata[2]}<br>learning rate "
+                          "%{customdata[3]:.1e}<br>accuracy %{y:.2f}%<br>%{x:,} trained<extra></extra>")
+    figure.update_layout(xaxis=dict(type="log", title="trainable parameters (log scale)"),
+                         yaxis_title="SST-2 validation accuracy (%)", template="plotly_white", height=460,
+                         margin=dict(l=60, r=20, t=30, b=50))
+    static = accuracy_plot(summary, *ACCURACY_AGAINST["accuracy_vs_params"])
+    buffer = io.BytesIO()
+    static.savefig(buffer, format="png", dpi=110)
+    plt.close(static)
+    return {"text/html": figure.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True}),
+            "image/png": base64.b64encode(buffer.getvalue()).decode()}
