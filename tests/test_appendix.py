@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXECUTED = REPO / "executed"
 
 
-def _record(run_id, method="lora", seed=0, lr=2e-3, accuracy=0.87, seconds=600.0, **hparams):
-    config = RunConfig(method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id)
+def _record(run_id, method="lora", seed=0, lr=2e-3, accuracy=0.87, seconds=600.0, settings=None, **hparams):
+    config = RunConfig(method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id, **(settings or {}))
     return Record(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
@@ -81,6 +81,11 @@ def test_only_hyperparameters_off_their_defaults_are_named():
         == "targets=query, value, pooler.dense"
     )
     assert hyperparameter_text(_record("houlsby_s0", method="houlsby", reduction_factor=16)) == ""
+    # the run's other settings too, where they differ from RunConfig's defaults, but not those with a column
+    assert (
+        hyperparameter_text(_record("c_s0", rank=8, alpha=2, settings={"batch_size": 16})) == "alpha=2; batch_size=16"
+    )
+    assert hyperparameter_text(_record("d_s0", settings={"epochs": 2.0, "max_train_samples": 100})) == ""
 
 
 def test_a_run_title_names_the_run_the_method_the_rate_and_the_seed():

@@ -27,6 +27,7 @@ import pandas as pd
 from lora_lib.registry import METHODS
 
 from .aggregate import label_of, method_order
+from .config import RunConfig
 from .record import Record, load_record, load_records
 
 # The sets of runs, in the order the appendix shows them, and the subfolder each lives in.
@@ -44,6 +45,25 @@ NOSEARCH = "nosearch"
 # The template's cell of default parameters: papermill's injected cell below it is what the run set.
 HIDDEN_TAG = "remove-cell"
 
+# Run settings that the index shows in their own columns, or that do not change a result.
+# (holdout_size is in "scored on", where it matters.)
+SHOWN_ELSEWHERE = {
+    "method",
+    "hparams",
+    "holdout_size",
+    "lr",
+    "epochs",
+    "max_steps",
+    "max_train_samples",
+    "eval_split",
+    "seed",
+    "run_id",
+    "output_dir",
+    "data_dir",
+    "device",
+    "logging_steps",
+    "eval_batch_size",
+}
 # The widest a column of names that wrap at spaces gets in the PDF, in characters.
 WRAPPED_WIDTH = 15
 NARROWEST = 10  # and the narrowest any column gets (a rate like 1.2e-4 must not break at its hyphen)
@@ -70,18 +90,27 @@ def format_lr(lr: float) -> str:
 
 
 def hyperparameter_text(record: Record) -> str:
-    """The method's hyperparameters that differ from the registry's defaults, LoRA's rank left
-    out (the label has it): ``alpha=32; use_rslora=True``; ``""`` where all are defaults."""
+    """What a run changed from the defaults, beyond what the index's other columns show: the
+    method's hyperparameters against the registry's defaults (LoRA's rank left out: the label
+    has it), then the run's other settings against ``RunConfig``'s (``batch_size``, ``head``,
+    ...): ``alpha=32; use_rslora=True``; ``""`` where all are defaults."""
     defaults = METHODS[record.method].defaults if record.method in METHODS else {}
-    changed = []
-    for name, value in record.config.hparams.items():
-        default = defaults.get(name)
-        if isinstance(default, tuple):
-            default = list(default)
-        if name == "rank" and record.method == "lora" or value == default:
-            continue
-        changed.append(f"{name}={', '.join(map(str, value)) if isinstance(value, list) else value}")
-    return "; ".join(changed)
+    changed = {
+        name: value
+        for name, value in record.config.hparams.items()
+        if not (name == "rank" and record.method == "lora") and value != _listed(defaults.get(name))
+    }
+    config = record.config.model_dump()
+    changed |= {
+        name: config[name]
+        for name, field in RunConfig.model_fields.items()
+        if name not in SHOWN_ELSEWHERE and config[name] != _listed(field.get_default(call_default_factory=True))
+    }
+    return "; ".join(f"{k}={', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in changed.items())
+
+
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def run_title(record: Record) -> str:
@@ -99,6 +128,12 @@ def _training(record: Record) -> str:
     if config.max_steps is not None:
         epochs = f"{config.max_steps} steps"
     return epochs if config.max_train_samples is None else f"{epochs} of {config.max_train_samples:,}"
+
+
+def _scored_on(record: Record) -> str:
+    """The evaluation split, with its size where the run held it out of the training set."""
+    split = record.metrics.eval_split
+    return split if split == "validation" else f"{split} ({record.config.holdout_size:,})"
 
 
 def _set_of(path: Path, folder: Path) -> str | None:
@@ -142,7 +177,7 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
                 "hyperparameters": hyperparameter_text(record),
                 "lr": format_lr(config.lr),
                 "training": _training(record),
-                "scored on": record.metrics.eval_split,
+                "scored on": _scored_on(record),
                 "seed": config.seed,
                 "accuracy (%)": round(record.metrics.dev_accuracy * 100, 2),
                 "time (min)": round(record.cost.train_seconds / 60, 1),
