@@ -63,7 +63,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
         raise ValueError("the model has no method applied; call apply_method(model, ...) first")
     path = Path(path)
     tensors = {name: t.contiguous() for name, t in adapter_state_dict(model).items()}
-    metadata = {"applied_method": json.dumps(model.applied_method)}
+    metadata = {"applied_method": json.dumps(model.applied_method), "head": getattr(model, "head_kind", "") or ""}
     return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -82,6 +82,10 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     if "applied_method" not in metadata:
         raise ValueError(f"{path} has no 'applied_method' metadata: it was not written by lora_lib.save_adapter")
     saved = json.loads(metadata["applied_method"])
+    head, model_head = metadata.get("head") or None, getattr(model, "head_kind", None)
+    if head and model_head and head != model_head:
+        raise ValueError(f"{path} was trained with head {head!r}, but the model has head {model_head!r}; "
+                         f"load it with load_model(name, head={head!r})")
     current = getattr(model, "applied_method", None)
     if current is None:
         apply_method(model, saved["method"], **saved["hparams"])

@@ -129,6 +129,7 @@ def load_model(
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+    model.head_kind = head
     model.head_modules = ("bert.pooler", "classifier") if head == "pooler" else ("classifier",)
     return model, tokenizer
 
