@@ -251,11 +251,14 @@ class IndexTable:
             f'<a href="{html.escape(self.prefix + page)}.html">{html.escape(run)}</a>'
             for run, page in zip(self.frame["run"], self.frame["page"])
         ]
-        # Ids, rates and numbers are never broken across lines; names and hyperparameters may be.
-        for column in frame.columns.difference(["method", "hyperparameters"]):
+        # Ids, rates and numbers are never broken across lines; words may be.
+        for column in frame.columns.intersection(["run", "lr", "seed", "accuracy (%)", "time (min)"]):
             frame[column] = '<span style="white-space: nowrap">' + frame[column] + "</span>"
         line = self._common_line()
         table = frame.to_html(index=False, escape=False, border=0, classes="run-index")
+        # A reference table, read by looking a run up: smaller type, so that it fits the page.
+        table = table.replace("<table ", '<table style="font-size: 0.8em" ', 1)
+        table = table.replace('<tr style="text-align: right;">', '<tr style="text-align: left;">', 1)
         return (f"<p>{html.escape(line)}</p>\n" if line else "") + table
 
     def latex_colspec(self) -> str:
