@@ -5,7 +5,7 @@ import math
 import pytest
 from conftest import make_record
 
-from lora_lib.study.aggregate import label_of, points_below, standard_error_of_gap, summarize
+from lora_lib.study.aggregate import label_of, summarize
 from lora_lib.study.record import results_table
 
 
@@ -45,11 +45,3 @@ def test_label_of():
     assert label_of("lora", 4) == "LoRA r=4"
     assert label_of("ia3") == "(IA)^3" and label_of("ia3", None) == "(IA)^3"
     assert label_of("not-registered") == "not-registered"
-
-
-def test_gaps_in_points_and_their_standard_error():
-    full = {"accuracy_mean": 0.91, "accuracy_std": 0.01, "runs": 3}
-    lora = {"accuracy_mean": 0.90, "accuracy_std": 0.02, "runs": 4}
-    assert points_below(full, lora) == pytest.approx(1.0)
-    assert points_below(lora, full) == pytest.approx(-1.0)
-    assert standard_error_of_gap(lora, full) == pytest.approx(100 * math.sqrt(0.02**2 / 4 + 0.01**2 / 3))

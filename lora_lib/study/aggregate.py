@@ -55,16 +55,3 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     order = summary["method"].map(method_order)
     return (summary.assign(_order=order).sort_values(["_order", "rank", "label"]).drop(columns="_order")
             .reset_index(drop=True))
-
-
-def points_below(reference: pd.Series, rows: pd.Series | pd.DataFrame) -> float | pd.Series:
-    """How many points the mean accuracy of ``rows`` (one summary row, or a table of them) is
-    below ``reference``'s."""
-    return (reference["accuracy_mean"] - rows["accuracy_mean"]) * 100
-
-
-def standard_error_of_gap(row: pd.Series, reference: pd.Series) -> float:
-    """The standard error, in points, of the difference between two configurations' means."""
-    return float(np.sqrt(row["accuracy_std"] ** 2 / row["runs"] + reference["accuracy_std"] ** 2 / reference["runs"])
-                 * 100)
-

@@ -10,41 +10,43 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .aggregate import points_below
-from .stats import t_interval, welch_interval
+from .stats import Interval, rank_trend, t_interval, welch_interval
 
-# The study's targets: mean SST-2 validation accuracy over three seeds.
+# The study's targets: SST-2 validation accuracy, judged from 95% intervals over the seeds.
 FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
 
 
-def meets_full_target(accuracy_mean: float) -> bool:
-    """Whether full fine-tuning's mean accuracy reaches ``FULL_TARGET``, judged on the number as
-    reported (a percentage with two decimals)."""
-    return round(accuracy_mean * 100, 2) >= FULL_TARGET * 100
-
-
-def within_lora_gap(gap_points: float) -> bool:
-    """Whether a LoRA rank ``gap_points`` below full fine-tuning is within ``LORA_MAX_GAP_POINTS``,
-    judged on the number as reported (two decimals)."""
-    return round(gap_points, 2) <= LORA_MAX_GAP_POINTS
+def verdict(low: float, high: float, threshold: float, higher_is_better: bool = True) -> str:
+    """"met", "missed" or "not resolved": where a 95% interval lies against a threshold."""
+    if np.isnan(low):
+        return "not resolved"
+    good, bad = (low >= threshold, high < threshold) if higher_is_better else (high <= threshold, low > threshold)
+    return "met" if good else "missed" if bad else "not resolved"
 
 
 @dataclass(frozen=True)
 class LoraGap:
     """LoRA against full fine-tuning: the rank with the highest mean accuracy, and the highest
     among the ranks that train under ``LORA_MAX_TRAINABLE_PCT``% of the parameters (``None`` if
-    none does), each with how many points it is below full fine-tuning."""
+    none does), each with its gap below full fine-tuning as an interval."""
 
     best: pd.Series
-    gap: float
+    gap: Interval
     best_small: pd.Series | None
-    gap_small: float | None
+    gap_small: Interval | None
 
     @property
-    def met(self) -> bool:
-        """The target: a rank under the parameter budget within ``LORA_MAX_GAP_POINTS`` of full
-        fine-tuning."""
-        return self.gap_small is not None and within_lora_gap(self.gap_small)
+    def judged(self) -> pd.Series:
+        """The rank the target is judged on: the best under the budget, else the best."""
+        return self.best_small if self.best_small is not None else self.best
+
+    @property
+    def verdict(self) -> str:
+        """The target, a rank under the budget within ``LORA_MAX_GAP_POINTS`` of full fine-tuning,
+        judged from the gap's interval; "missed" when no rank trains under the budget."""
+        if self.gap_small is None:
+            return "missed"
+        return verdict(self.gap_small.low, self.gap_small.high, LORA_MAX_GAP_POINTS, higher_is_better=False)
 
 
 def lora_against_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> LoraGap | None:
@@ -58,63 +60,64 @@ def lora_against_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> L
     best = lora.loc[lora["accuracy_mean"].idxmax()]
     small = lora[lora["trainable_pct"] < LORA_MAX_TRAINABLE_PCT]
     best_small = small.loc[small["accuracy_mean"].idxmax()] if not small.empty else None
-    return LoraGap(best, points_below(full, best), best_small,
-                   points_below(full, best_small) if best_small is not None else None)
+    return LoraGap(best, welch_interval(full["accuracies"], best["accuracies"]), best_small,
+                   welch_interval(full["accuracies"], best_small["accuracies"]) if best_small is not None else None)
 
 
 def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     """The study's key findings as sentences, computed from ``summarize``'s table.
 
-    Only configurations with ``seeds`` runs are used: a number from fewer seeds is not a
+    Every claim is judged from a 95% interval (met, missed or not resolved), never from a mean
+    alone. Only configurations with ``seeds`` runs are used: a number from fewer seeds is not a
     result, and the configurations still short of them are named instead.
     """
     short = summary[summary["runs"] < seeds]
-    done = summary[summary["runs"] >= seeds].set_index("group")
+    done = summary[summary["runs"] >= seeds]
     lines = []
     lora = done[done["method"] == "lora"]
     full = done[done["method"] == "full"].iloc[0] if (done["method"] == "full").any() else None
     if full is not None:
-        verdict = "meets" if meets_full_target(full["accuracy_mean"]) else "misses"
-        lines.append(f"Full fine-tuning reaches {_points(full)}, which {verdict} the {FULL_TARGET:.0%} target."
-                     + (" Chapter 5 says what was tried to reach it." if verdict == "misses" else ""))
+        ci = t_interval(full["accuracies"])
+        lines.append(f"Full fine-tuning reaches {ci.estimate:.2f}% (95% interval {ci.low:.2f} to {ci.high:.2f}, "
+                     f"{full['runs']} seeds): the {FULL_TARGET:.0%} target is "
+                     f"{verdict(ci.low, ci.high, FULL_TARGET * 100)}.")
     against = lora_against_full(summary, seeds)
     if against is not None:
-        best, small = against.best, against.best_small
-        line = (f"The best LoRA rank, r = {int(best['rank'])}, reaches {_points(best)}: {_where(against.gap)} "
-                f"full fine-tuning, training {_percent(best['trainable_pct'])} of the parameters")
-        if small is not None and small["group"] == best["group"]:
-            line += ", so it"
-        elif small is not None:
-            line += (f"; the best under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, r = {int(small['rank'])} "
-                     f"({_percent(small['trainable_pct'])}), reaches {_points(small)}: {_where(against.gap_small)} "
-                     "full fine-tuning, so LoRA")
+        if against.best_small is None:
+            line = f"No LoRA rank trains under {LORA_MAX_TRAINABLE_PCT:.0f}% of the parameters"
         else:
-            line += f"; no rank trains under {LORA_MAX_TRAINABLE_PCT:.0f}%, so LoRA"
-        lines.append(line + f" {'meets' if against.met else 'misses'} the target of at most {LORA_MAX_GAP_POINTS:.1f} "
-                     f"point below with under {LORA_MAX_TRAINABLE_PCT:.0f}% trained."
-                     + ("" if against.met else " Chapter 5 says what was tried to close the gap."))
-    if len(lora) > 1:
-        ordered = lora.sort_values("rank")
-        spread = (ordered["accuracy_mean"].max() - ordered["accuracy_mean"].min()) * 100
-        noise = ordered["accuracy_std"].mean() * 100
-        ranks = ", ".join(f"r = {int(r['rank'])}: {r['accuracy_mean'] * 100:.2f}" for _, r in ordered.iterrows())
-        top, bottom = (ordered.loc[ordered["accuracy_mean"].idxmax()], ordered.loc[ordered["accuracy_mean"].idxmin()])
-        lines.append(f"Rank: {ranks}. The means span {spread:.2f} points (highest at r = {int(top['rank'])}, lowest at "
-                     f"r = {int(bottom['rank'])}), against a seed-to-seed standard deviation of {noise:.2f} points on "
-                     f"average: {'a higher rank does not clearly help' if spread <= 2 * noise else 'the rank makes a difference larger than the seeds do'}.")
+            small = against.best_small
+            line = (f"The most accurate LoRA rank under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, r = {int(small['rank'])} "
+                    f"({_percent(small['trainable_pct'])}), is {_gap(against.gap_small)}")
+        line += (f": the target of at most {LORA_MAX_GAP_POINTS:.1f} point below with under "
+                 f"{LORA_MAX_TRAINABLE_PCT:.0f}% trained is {against.verdict}.")
+        if against.best_small is None or against.best["group"] != against.best_small["group"]:
+            best = against.best
+            line += (f" The most accurate rank, r = {int(best['rank'])} ({_percent(best['trainable_pct'])} trained), "
+                     f"is {_gap(against.gap)}.")
+        lines.append(line)
+    if lora["rank"].nunique() > 2:
+        runs = [(rank, accuracy) for rank, accs in zip(lora["rank"], lora["accuracies"]) for accuracy in accs]
+        trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
+        slope = trend.slope
+        effect = ("a higher rank helps, a little per doubling" if slope.low > 0 else
+                  "a higher rank hurts, a little per doubling" if slope.high < 0 else "no effect of the rank is resolved")
+        lines.append(f"Rank: accuracy changes by {slope.estimate:+.2f} points per doubling of r (95% interval "
+                     f"{slope.low:+.2f} to {slope.high:+.2f}); a one-way ANOVA over the {lora['rank'].nunique()} ranks "
+                     f"gives p = {trend.anova_p:.2f}: {effect}.")
     others = done[~done["method"].isin(["full", "lora"])].sort_values("accuracy_mean", ascending=False)
-    if not others.empty:
+    if not others.empty and full is not None:
         lines.append("The other methods: " + "; ".join(
-            f"{row['label']} {_points(row)} with {_percent(row['trainable_pct'])} trained" for _, row in others.iterrows()) + ".")
+            f"{row['label']} ({_percent(row['trainable_pct'])} trained) is "
+            f"{_gap(welch_interval(full['accuracies'], row['accuracies']))}" for _, row in others.iterrows()) + ".")
     if full is not None and len(done) > 1:
         rest = done[done["method"] != "full"]
         cost = [f"Cost against full fine-tuning ({full['examples_per_second']:.0f} examples/s, "
                 f"{full['peak_rss_mb']:.0f} MiB peak): "]
         if against is not None:
-            # The rank the LoRA target is judged on: the best under the budget, else the best.
-            r8 = against.best_small if against.best_small is not None else against.best
-            cost.append(f"{r8['label']} trains {r8['examples_per_second'] / full['examples_per_second']:.2f}x as fast "
-                        f"in {r8['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; ")
+            judged = against.judged
+            cost.append(f"{judged['label']} trains {judged['examples_per_second'] / full['examples_per_second']:.2f}x "
+                        f"as fast in {judged['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; ")
         cost.append(_fastest_and_leanest(rest, full))
         encoder = rest[rest["method"] != "head"]
         if len(encoder) < len(rest) and not encoder.empty:
@@ -142,14 +145,9 @@ def _percent(pct: float) -> str:
     return f"{pct:.2f}%" if pct >= 0.01 else f"{pct:.1g}%"
 
 
-def _where(gap_points: float) -> str:
-    return "level with" if round(gap_points, 2) == 0 else f"{abs(gap_points):.2f} points {'below' if gap_points > 0 else 'above'}"
+def _gap(interval: Interval) -> str:
+    return f"{interval.estimate:.2f} points below full fine-tuning (95% interval {interval.low:.2f} to {interval.high:.2f})"
 
-
-def _points(row) -> str:
-    if row["runs"] < 2:
-        return f"{row['accuracy_mean'] * 100:.2f}% (1 run)"
-    return f"{row['accuracy_mean'] * 100:.2f} ± {row['accuracy_std'] * 100:.2f}% ({row['runs']} seeds)"
 
 
 
@@ -159,20 +157,12 @@ def findings_markdown(summary: pd.DataFrame) -> str:
     return "".join(f"- {line}\n" for line in findings(summary))
 
 
-def verdict(low: float, high: float, threshold: float, higher_is_better: bool = True) -> str:
-    """"met", "missed" or "not resolved": where a 95% interval lies against a threshold."""
-    if np.isnan(low):
-        return "not resolved"
-    good, bad = (low >= threshold, high < threshold) if higher_is_better else (high <= threshold, low > threshold)
-    return "met" if good else "missed" if bad else "not resolved"
-
-
 def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, object]:
     """The study's headline numbers, each with its 95% interval, for the landing page."""
     done = summary[summary["runs"] >= seeds]
     full = done[done["method"] == "full"].iloc[0]
     against = lora_against_full(summary, seeds)
-    lora = against.best_small if against.best_small is not None else against.best
+    lora = against.judged
     full_ci, lora_ci = t_interval(full["accuracies"]), t_interval(lora["accuracies"])
     gap = welch_interval(full["accuracies"], lora["accuracies"])
     return {
@@ -182,7 +172,7 @@ def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, 
         "lora_label": lora["label"], "lora_trainable": f"{lora['trainable_pct']:.2f}%",
         "lora_mean": f"{lora_ci.estimate:.2f}", "lora_ci": f"{lora_ci.low:.2f} to {lora_ci.high:.2f}",
         "lora_gap": f"{gap.estimate:.2f}", "lora_gap_ci": f"{gap.low:.2f} to {gap.high:.2f}",
-        "lora_verdict": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False),
+        "lora_verdict": against.verdict,
     }
 
 

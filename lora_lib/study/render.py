@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from .aggregate import label_of, method_order
 from .record import Record
+from .stats import t_interval
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency; markers carry it in print.
 COLORS = ["#000000", "#999999", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442"]
@@ -108,11 +109,18 @@ def _accuracy_text(row, plus_minus: str = "±") -> str:
     return f"{row['accuracy_mean'] * 100:.2f} {plus_minus} {row['accuracy_std'] * 100:.2f}"
 
 
+def _interval_text(accuracies) -> str:
+    ci = t_interval(accuracies)
+    return "" if np.isnan(ci.low) else f"{ci.low:.2f} to {ci.high:.2f}"
+
+
 def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The results table as a reader reads it: labels, accuracy with its spread, formatted counts."""
+    """The results table as a reader reads it: labels, accuracy with its spread and its 95%
+    interval over the seeds, formatted counts."""
     return pd.DataFrame({
         "method": summary["label"],
         "accuracy (%)": summary.apply(_accuracy_text, axis=1),
+        "95% interval": summary["accuracies"].map(_interval_text),
         "runs": summary["runs"],
         "trainable": summary["trainable"].map(_format_count),
         "trainable %": summary["trainable_pct"].map("{:.3f}".format),

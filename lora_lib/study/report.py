@@ -71,7 +71,7 @@ def update_readme(readme: str | Path, summary: pd.DataFrame, figures: str | Path
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
     body = (f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
             f"`lora-report executed --out report --readme README.md`; SST-2 validation accuracy "
-            f"as mean ± std over seeds.\n\n{markdown_table(summary)}\n{findings_markdown(summary)}")
+            f"as mean ± standard deviation over seeds, with the mean's 95% t-interval.\n\n{markdown_table(summary)}\n{findings_markdown(summary)}")
     if figures is not None:
         where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
         body += "".join(f"\n![{alt}]({where}/{name}.png)\n" for name, alt in (

@@ -46,9 +46,11 @@ def welch_interval(a, b, confidence: float = CONFIDENCE) -> Interval:
     """Mean of ``a`` minus mean of ``b`` (accuracies over seeds), in points, with Welch's t-interval."""
     a, b = np.asarray(a, dtype=float) * 100, np.asarray(b, dtype=float) * 100
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    gap = a.mean() - b.mean()
+    if va + vb == 0:  # every seed of both agrees: no spread to put an interval on
+        return Interval(float(gap), float(gap), float(gap))
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf((1 + confidence) / 2, dof) * np.sqrt(va + vb)
-    gap = a.mean() - b.mean()
     return Interval(float(gap), float(gap - half), float(gap + half))
 
 
