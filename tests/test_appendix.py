@@ -34,7 +34,7 @@ def _record(run_id, method="lora", seed=0, lr=2e-3, accuracy=0.87, seconds=600.0
         description="made up",
         config=config,
         params={"total": 100, "trainable": 1, "trainable_pct": 1.0, "groups": {}},
-        metrics={"eval_split": "validation", "dev_accuracy": accuracy, "dev_loss": 0.3},
+        metrics={"eval_split": config.eval_split, "dev_accuracy": accuracy, "dev_loss": 0.3},
         cost={
             "train_seconds": seconds,
             "train_examples": 1,
@@ -140,7 +140,7 @@ def test_the_index_links_each_run_in_html_and_is_a_plain_table_for_the_pdf(runs)
     assert '<a href="../executed/tuning/lora_r8_lr0.004_s0.html">lora_r8_lr0.004_s0</a>' in page
     assert "page" not in page.split("</thead>")[0]
     assert ">87.00</span></td>" in page and ">15.0</span></td>" in page  # fixed decimals, never broken
-    markdown = table._repr_markdown_().split("\n\n")[-1].splitlines()
+    markdown = [line for line in table._repr_markdown_().splitlines() if line.startswith("|")]
     assert len(markdown) == len(index) + 2 and set(markdown[1]) <= set("|-:")
     assert "](" not in "".join(markdown) and "lora\\_r8\\_s0" in markdown[3]
     colspec = table.latex_colspec()  # one width per shown column, for the PDF's long tables
@@ -166,6 +166,15 @@ def test_what_every_shown_run_shares_is_said_once_above_the_table(runs):
     assert single.common() == {} and "seed" in single.shown().columns  # one run: nothing to factor out
     with pytest.raises(ValueError):
         IndexTable.of_set(run_index(runs), "nothing")
+
+
+def test_runs_scored_on_different_slices_get_their_own_tables(runs):
+    save_record(_record("heads_s0", settings={"eval_split": "sentences", "holdout_size": 1000}), runs / "tuning")
+    tables = IndexTable.by_split(run_index(runs), "tuning")
+    assert [t.common().get("scored on") for t in tables] == [None, None]  # one run each: nothing factored out
+    assert sorted(t.frame["scored on"].iloc[0] for t in tables) == ["sentences (1,000)", "validation"]
+    markdown = tables[0]._repr_markdown_()
+    assert markdown.index("\\begingroup\\small") < markdown.index("| run") < markdown.index("\\endgroup")
 
 
 def test_retitling_changes_the_heading_and_nothing_papermill_wrote(tmp_path):

@@ -220,6 +220,13 @@ class IndexTable:
         """The rows of one set (``grid``, ``tuning`` or ``superseded``) of ``run_index``'s table."""
         return cls(index[index["set"] == name], prefix)
 
+    @classmethod
+    def by_split(cls, index: pd.DataFrame, name: str, prefix: str = "") -> list[IndexTable]:
+        """One table per evaluation split within a set: runs scored on the same slice are the
+        ones to compare (the learning-rate search's held-out slice, another search's)."""
+        rows = index[index["set"] == name]
+        return [cls(part, prefix) for _, part in rows.groupby("scored on", sort=False)]
+
     def _text(self) -> pd.DataFrame:
         frame = self.frame.drop(columns=["page"])
         return frame.assign(
@@ -287,7 +294,8 @@ class IndexTable:
         lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
         line = self._common_line()
         colspec = f"```{{tabularcolumns}} {self.latex_colspec()}\n```\n\n"
-        return (f"{line}\n\n" if line else "") + colspec + "\n".join(lines) + "\n"
+        small = "```{raw} latex\n\\begingroup\\small\n```\n\n", "\n```{raw} latex\n\\endgroup\n```\n"
+        return (f"{line}\n\n" if line else "") + small[0] + colspec + "\n".join(lines) + "\n" + small[1]
 
     def __repr__(self) -> str:
         return self.shown().to_string(index=False)
