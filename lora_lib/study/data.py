@@ -68,7 +68,9 @@ def load_sst2(data_dir: str | Path | None = None, expected_rows: dict[str, int] 
     else:
         folder = Path(data_dir)
         if not folder.is_dir():
-            raise DataError(f"SST-2 folder {folder} does not exist; point data_dir or SST2_DIR at the GLUE SST-2 folder")
+            raise DataError(
+                f"SST-2 folder {folder} does not exist; point data_dir or SST2_DIR at the GLUE SST-2 folder"
+            )
         splits = {split: read_glue_tsv(folder / name) for split, name in FILES.items()}
         source = {split: str(folder / name) for split, name in FILES.items()}
     for split, columns in splits.items():
@@ -172,7 +174,9 @@ class PadPerBatch(DataCollatorWithPadding):
         return super().__call__([{k: v for k, v in f.items() if k != "length"} for f in features])
 
 
-def padding_efficiency(lengths, batch_size: int, pad_to: int | None = None, grouped: bool = True, seed: int = 0) -> float:
+def padding_efficiency(
+    lengths, batch_size: int, pad_to: int | None = None, grouped: bool = True, seed: int = 0
+) -> float:
     """The share of real tokens in the batches one epoch makes (the rest is padding).
 
     ``grouped`` batches as transformers' ``LengthGroupedSampler`` does (shuffled

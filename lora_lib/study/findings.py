@@ -17,7 +17,7 @@ FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.9
 
 
 def verdict(low: float, high: float, threshold: float, higher_is_better: bool = True) -> str:
-    """"met", "missed" or "not resolved": where a 95% interval lies against a threshold."""
+    """ "met", "missed" or "not resolved": where a 95% interval lies against a threshold."""
     if np.isnan(low):
         return "not resolved"
     good, bad = (low >= threshold, high < threshold) if higher_is_better else (high <= threshold, low > threshold)
@@ -60,8 +60,12 @@ def lora_against_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> L
     best = lora.loc[lora["accuracy_mean"].idxmax()]
     small = lora[lora["trainable_pct"] < LORA_MAX_TRAINABLE_PCT]
     best_small = small.loc[small["accuracy_mean"].idxmax()] if not small.empty else None
-    return LoraGap(best, welch_interval(full["accuracies"], best["accuracies"]), best_small,
-                   welch_interval(full["accuracies"], best_small["accuracies"]) if best_small is not None else None)
+    return LoraGap(
+        best,
+        welch_interval(full["accuracies"], best["accuracies"]),
+        best_small,
+        welch_interval(full["accuracies"], best_small["accuracies"]) if best_small is not None else None,
+    )
 
 
 def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
@@ -78,46 +82,71 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
     full = done[done["method"] == "full"].iloc[0] if (done["method"] == "full").any() else None
     if full is not None:
         ci = t_interval(full["accuracies"])
-        lines.append(f"Full fine-tuning reaches {ci.estimate:.2f}% (95% interval {ci.low:.2f} to {ci.high:.2f}, "
-                     f"{full['runs']} seeds): the {FULL_TARGET:.0%} target is "
-                     f"{verdict(ci.low, ci.high, FULL_TARGET * 100)}.")
+        lines.append(
+            f"Full fine-tuning reaches {ci.estimate:.2f}% (95% interval {ci.low:.2f} to {ci.high:.2f}, "
+            f"{full['runs']} seeds): the {FULL_TARGET:.0%} target is "
+            f"{verdict(ci.low, ci.high, FULL_TARGET * 100)}."
+        )
     against = lora_against_full(summary, seeds)
     if against is not None:
         if against.best_small is None:
             line = f"No LoRA rank trains under {LORA_MAX_TRAINABLE_PCT:.0f}% of the parameters"
         else:
             small = against.best_small
-            line = (f"The most accurate LoRA rank under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, r = {int(small['rank'])} "
-                    f"({_percent(small['trainable_pct'])}), is {_gap(against.gap_small)}")
-        line += (f": the target of at most {LORA_MAX_GAP_POINTS:.1f} point below with under "
-                 f"{LORA_MAX_TRAINABLE_PCT:.0f}% trained is {against.verdict}.")
+            line = (
+                f"The most accurate LoRA rank under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, r = {int(small['rank'])} "
+                f"({_percent(small['trainable_pct'])}), is {_gap(against.gap_small)}"
+            )
+        line += (
+            f": the target of at most {LORA_MAX_GAP_POINTS:.1f} point below with under "
+            f"{LORA_MAX_TRAINABLE_PCT:.0f}% trained is {against.verdict}."
+        )
         if against.best_small is None or against.best["group"] != against.best_small["group"]:
             best = against.best
-            line += (f" The most accurate rank, r = {int(best['rank'])} ({_percent(best['trainable_pct'])} trained), "
-                     f"is {_gap(against.gap)}.")
+            line += (
+                f" The most accurate rank, r = {int(best['rank'])} ({_percent(best['trainable_pct'])} trained), "
+                f"is {_gap(against.gap)}."
+            )
         lines.append(line)
     if lora["rank"].nunique() > 2:
         runs = [(rank, accuracy) for rank, accs in zip(lora["rank"], lora["accuracies"]) for accuracy in accs]
         trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
         slope = trend.slope
-        effect = ("a higher rank helps, a little per doubling" if slope.low > 0 else
-                  "a higher rank hurts, a little per doubling" if slope.high < 0 else "no effect of the rank is resolved")
-        lines.append(f"Rank: accuracy changes by {slope.estimate:+.2f} points per doubling of r (95% interval "
-                     f"{slope.low:+.2f} to {slope.high:+.2f}); a one-way ANOVA over the {lora['rank'].nunique()} ranks "
-                     f"gives p = {trend.anova_p:.2f}: {effect}.")
+        effect = (
+            "a higher rank helps, a little per doubling"
+            if slope.low > 0
+            else "a higher rank hurts, a little per doubling"
+            if slope.high < 0
+            else "no effect of the rank is resolved"
+        )
+        lines.append(
+            f"Rank: accuracy changes by {slope.estimate:+.2f} points per doubling of r (95% interval "
+            f"{slope.low:+.2f} to {slope.high:+.2f}); a one-way ANOVA over the {lora['rank'].nunique()} ranks "
+            f"gives p = {trend.anova_p:.2f}: {effect}."
+        )
     others = done[~done["method"].isin(["full", "lora"])].sort_values("accuracy_mean", ascending=False)
     if not others.empty and full is not None:
-        lines.append("The other methods: " + "; ".join(
-            f"{row['label']} ({_percent(row['trainable_pct'])} trained) is "
-            f"{_gap(welch_interval(full['accuracies'], row['accuracies']))}" for _, row in others.iterrows()) + ".")
+        lines.append(
+            "The other methods: "
+            + "; ".join(
+                f"{row['label']} ({_percent(row['trainable_pct'])} trained) is "
+                f"{_gap(welch_interval(full['accuracies'], row['accuracies']))}"
+                for _, row in others.iterrows()
+            )
+            + "."
+        )
     if full is not None and len(done) > 1:
         rest = done[done["method"] != "full"]
-        cost = [f"Cost against full fine-tuning ({full['examples_per_second']:.0f} examples/s, "
-                f"{full['peak_rss_mb']:.0f} MiB peak): "]
+        cost = [
+            f"Cost against full fine-tuning ({full['examples_per_second']:.0f} examples/s, "
+            f"{full['peak_rss_mb']:.0f} MiB peak): "
+        ]
         if against is not None:
             judged = against.judged
-            cost.append(f"{judged['label']} trains {judged['examples_per_second'] / full['examples_per_second']:.2f}x "
-                        f"as fast in {judged['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; ")
+            cost.append(
+                f"{judged['label']} trains {judged['examples_per_second'] / full['examples_per_second']:.2f}x "
+                f"as fast in {judged['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory; "
+            )
         cost.append(_fastest_and_leanest(rest, full))
         encoder = rest[rest["method"] != "head"]
         if len(encoder) < len(rest) and not encoder.empty:
@@ -125,8 +154,11 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
             cost.append("; of the methods that adapt the encoder, " + _fastest_and_leanest(encoder, full))
         lines.append("".join(cost) + ".")
     if not short.empty:
-        lines.append(f"Not yet results (fewer than {seeds} seeds, left out above): "
-                     + ", ".join(f"{row['label']} ({row['runs']} of {seeds})" for _, row in short.iterrows()) + ".")
+        lines.append(
+            f"Not yet results (fewer than {seeds} seeds, left out above): "
+            + ", ".join(f"{row['label']} ({row['runs']} of {seeds})" for _, row in short.iterrows())
+            + "."
+        )
     return lines
 
 
@@ -146,10 +178,8 @@ def _percent(pct: float) -> str:
 
 
 def _gap(interval: Interval) -> str:
-    return f"{interval.estimate:.2f} points below full fine-tuning (95% interval {interval.low:.2f} to {interval.high:.2f})"
-
-
-
+    bounds = f"95% interval {interval.low:.2f} to {interval.high:.2f}"
+    return f"{interval.estimate:.2f} points below full fine-tuning ({bounds})"
 
 
 def findings_markdown(summary: pd.DataFrame) -> str:
@@ -166,12 +196,18 @@ def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, 
     full_ci, lora_ci = t_interval(full["accuracies"]), t_interval(lora["accuracies"])
     gap = welch_interval(full["accuracies"], lora["accuracies"])
     return {
-        "runs": int(summary["runs"].sum()), "configurations": len(summary), "seeds": seeds,
-        "full_mean": f"{full_ci.estimate:.2f}", "full_ci": f"{full_ci.low:.2f} to {full_ci.high:.2f}",
+        "runs": int(summary["runs"].sum()),
+        "configurations": len(summary),
+        "seeds": seeds,
+        "full_mean": f"{full_ci.estimate:.2f}",
+        "full_ci": f"{full_ci.low:.2f} to {full_ci.high:.2f}",
         "full_verdict": verdict(full_ci.low, full_ci.high, FULL_TARGET * 100),
-        "lora_label": lora["label"], "lora_trainable": f"{lora['trainable_pct']:.2f}%",
-        "lora_mean": f"{lora_ci.estimate:.2f}", "lora_ci": f"{lora_ci.low:.2f} to {lora_ci.high:.2f}",
-        "lora_gap": f"{gap.estimate:.2f}", "lora_gap_ci": f"{gap.low:.2f} to {gap.high:.2f}",
+        "lora_label": lora["label"],
+        "lora_trainable": f"{lora['trainable_pct']:.2f}%",
+        "lora_mean": f"{lora_ci.estimate:.2f}",
+        "lora_ci": f"{lora_ci.low:.2f} to {lora_ci.high:.2f}",
+        "lora_gap": f"{gap.estimate:.2f}",
+        "lora_gap_ci": f"{gap.low:.2f} to {gap.high:.2f}",
         "lora_verdict": against.verdict,
     }
 
@@ -184,15 +220,26 @@ def gaps_to_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> pd.Dat
     rows = []
     for _, row in done[done["method"] != "full"].iterrows():
         gap = welch_interval(full["accuracies"], row["accuracies"])
-        rows.append({"configuration": row["label"], "trained (%)": round(row["trainable_pct"], 3),
-                     "points below full": round(gap.estimate, 2), "95% interval": f"{gap.low:.2f} to {gap.high:.2f}",
-                     "within a point": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False)})
+        rows.append(
+            {
+                "configuration": row["label"],
+                "trained (%)": round(row["trainable_pct"], 3),
+                "points below full": round(gap.estimate, 2),
+                "95% interval": f"{gap.low:.2f} to {gap.high:.2f}",
+                "within a point": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False),
+            }
+        )
     return pd.DataFrame(rows).set_index("configuration")
 
 
 def fit_table(summary: pd.DataFrame, methods: tuple[str, ...] = ("full", "lora", "houlsby", "ia3")) -> pd.DataFrame:
     """Validation accuracy beside the training loss each configuration ends on, mean over seeds."""
     rows = summary[summary["method"].isin(methods)]
-    return pd.DataFrame({"validation accuracy (%)": (rows["accuracy_mean"] * 100).round(2).values,
-                         "final training loss": rows["train_loss_tail"].round(3).values,
-                         "trained (%)": rows["trainable_pct"].round(2).values}, index=rows["label"].rename(None))
+    return pd.DataFrame(
+        {
+            "validation accuracy (%)": (rows["accuracy_mean"] * 100).round(2).values,
+            "final training loss": rows["train_loss_tail"].round(3).values,
+            "trained (%)": rows["trainable_pct"].round(2).values,
+        },
+        index=rows["label"].rename(None),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lora_lib.registry import METHODS
 
@@ -39,12 +40,19 @@ def search_table(records: list[Record]) -> pd.DataFrame:
     for r in records:
         hparams = {**LORA_DEFAULTS, **r.config.hparams} if r.method == "lora" else r.config.hparams
         extra = [t for t in hparams.get("targets", []) if t not in LORA_DEFAULTS["targets"]]
-        rows.append({
-            "run_id": r.run_id, "stage": stage_of(r.config), "method": r.method, "rank": hparams.get("rank"),
-            "configuration": label_of(r.method, hparams.get("rank")) + "".join(f" + {t}" for t in extra),
-            "rule": scaling_rule(r.config) if r.method == "lora" else None,
-            "lr": r.config.lr, "accuracy": round(r.metrics.dev_accuracy * 100, 2), "trainable": r.params.trainable,
-        })
+        rows.append(
+            {
+                "run_id": r.run_id,
+                "stage": stage_of(r.config),
+                "method": r.method,
+                "rank": hparams.get("rank"),
+                "configuration": label_of(r.method, hparams.get("rank")) + "".join(f" + {t}" for t in extra),
+                "rule": scaling_rule(r.config) if r.method == "lora" else None,
+                "lr": r.config.lr,
+                "accuracy": round(r.metrics.dev_accuracy * 100, 2),
+                "trainable": r.params.trainable,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -58,7 +66,9 @@ def stage_table(search: pd.DataFrame, stage: int) -> pd.DataFrame:
     """Held-out accuracy (%) of every candidate rate of a stage, a configuration per row."""
     rows = _plain(search[search["stage"] == stage])
     table = rows.pivot_table(index="configuration", columns="lr", values="accuracy")
-    table = table.loc[sorted(table.index, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))]
+    table = table.loc[
+        sorted(table.index, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))
+    ]
     table.columns = [f"{lr:.1e}" for lr in table.columns]
     return table.astype(object).where(table.notna(), "")
 
@@ -83,8 +93,9 @@ def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.Data
 
 def pooler_comparison(search: pd.DataFrame) -> pd.DataFrame:
     """LoRA r = 8 on query and value, with and without a rank-8 update on the pooler, per rate."""
-    rows = search[(search["stage"] == 1) & search["configuration"].str.startswith("LoRA r=8")
-                  & (search["rule"] == "α = 16")]
+    rows = search[
+        (search["stage"] == 1) & search["configuration"].str.startswith("LoRA r=8") & (search["rule"] == "α = 16")
+    ]
     table = rows.pivot_table(index="lr", columns="configuration", values="accuracy").dropna()
     return table.assign(difference=table.iloc[:, 1] - table.iloc[:, 0])
 
@@ -94,8 +105,12 @@ def scaling_comparison(search: pd.DataFrame) -> pd.DataFrame:
     rules = search[(search["method"] == "lora") & (search["stage"] == 1) & search["rank"].isin([1, 64])]
     lr = rules["lr"].iloc[0]
     table = rules[rules["lr"] == lr].pivot_table(index="rule", columns="rank", values="accuracy")
-    at_r8 = search[(search["configuration"] == "LoRA r=8") & (search["stage"] == 1) & (search["lr"] == lr)
-                   & (search["rule"] == "α = 16")]["accuracy"]
+    at_r8 = search[
+        (search["configuration"] == "LoRA r=8")
+        & (search["stage"] == 1)
+        & (search["lr"] == lr)
+        & (search["rule"] == "α = 16")
+    ]["accuracy"]
     table[8] = at_r8.iloc[0]
     return table[sorted(table.columns)].rename(columns=lambda r: f"r = {int(r)}")
 
@@ -111,14 +126,69 @@ def holdout_overlap(holdout_size: int, data_dir: str | None = None) -> dict[str,
         return sum(len(t.split()) for t in texts) / len(texts)
 
     return {
-        "holdout_size": len(holdout), "holdout_in_train": int(in_train.sum()), "holdout_in_train_pct": in_train.mean() * 100,
-        "validation_size": len(splits["validation"]), "validation_in_train": int(validation_in_train.sum()),
-        "holdout_words": words(holdout["sentence"]), "validation_words": words(splits["validation"]["sentence"]),
+        "holdout_size": len(holdout),
+        "holdout_in_train": int(in_train.sum()),
+        "holdout_in_train_pct": in_train.mean() * 100,
+        "validation_size": len(splits["validation"]),
+        "validation_in_train": int(validation_in_train.sum()),
+        "holdout_words": words(holdout["sentence"]),
+        "validation_words": words(splits["validation"]["sentence"]),
     }
 
 
 def eval_curves(records: list[Record], method: str) -> pd.DataFrame:
     """Validation accuracy (%) of each seed of ``method`` at each evaluation (per epoch and at the end)."""
-    rows = {r.config.seed: {f"epoch {e['epoch']:.1f}": round(e["accuracy"] * 100, 2) for e in r.history.eval}
-            for r in records if r.method == method}
+    rows = {
+        r.config.seed: {f"epoch {e['epoch']:.1f}": round(e["accuracy"] * 100, 2) for e in r.history.eval}
+        for r in records
+        if r.method == method
+    }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed").sort_index()
+
+
+def head_comparison(records: list[Record]) -> pd.DataFrame:
+    """The head comparison on the clean tuning slice: each method and head at each learning
+    rate, mean held-out accuracy (%) over its seeds; from runs scored on held-out sentences."""
+    rows = [
+        {
+            "method": label_of(r.method),
+            "head": r.config.head,
+            "lr": r.config.lr,
+            "accuracy": r.metrics.dev_accuracy * 100,
+            "trainable": r.params.trainable,
+        }
+        for r in records
+        if r.metrics.eval_split == "sentences" and r.config.head in ("mean", "pooler")
+    ]
+    if not rows:
+        raise ValueError("no run scored on held-out sentences with a mean or pooler head: run lora-sweep heads.yml")
+    frame = pd.DataFrame(rows)
+    return (
+        frame.groupby(["method", "head", "lr"], sort=False)
+        .agg(accuracy=("accuracy", "mean"), seeds=("accuracy", "size"), trainable=("trainable", "first"))
+        .reset_index()
+    )
+
+
+def best_head(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per method and head, the best learning rate's mean accuracy, side by side, with the difference."""
+    best = comparison.sort_values("accuracy").groupby(["method", "head"], sort=False).tail(1)
+    table = best.pivot_table(index="method", columns="head", values="accuracy", sort=False).round(2)
+    trained = best.pivot_table(index="method", columns="head", values="trainable", sort=False)
+    table["mean − pooler (points)"] = (table["mean"] - table["pooler"]).round(2)
+    table["trained with mean"] = trained["mean"].map("{:,.0f}".format)
+    table["trained with pooler"] = trained["pooler"].map("{:,.0f}".format)
+    return table.rename_axis(None, axis=1)
+
+
+def pooler_statistics(model) -> dict[str, float]:
+    """How trained the checkpoint's pooler looks beside an attention matrix: its bias and the
+    spread of its weights, against the first layer's query weights."""
+    pooler = model.bert.pooler.dense
+    query = model.bert.encoder.layer[0].attention.self.query
+    with torch.no_grad():
+        return {
+            "pooler_bias_max": float(pooler.bias.abs().max()),
+            "pooler_weight_std": float(pooler.weight.std()),
+            "query_weight_std": float(query.weight.std()),
+        }

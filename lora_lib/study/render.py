@@ -38,18 +38,39 @@ def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False)
     for method, rows in summary.groupby("method", sort=False):
         style = _style(method)
         rows = rows.sort_values(x)
-        ax.errorbar(rows[x], rows["accuracy_mean"] * 100, yerr=rows["accuracy_std"].fillna(0) * 100,
-                    linestyle="-" if len(rows) > 1 else "none", capsize=3, markersize=7,
-                    label=label_of(method), **style)
+        ax.errorbar(
+            rows[x],
+            rows["accuracy_mean"] * 100,
+            yerr=rows["accuracy_std"].fillna(0) * 100,
+            linestyle="-" if len(rows) > 1 else "none",
+            capsize=3,
+            markersize=7,
+            label=label_of(method),
+            **style,
+        )
         # every seed as a small hollow mark, so the spread is seen and not only summarised
         seeds_x = [value for value, accs in zip(rows[x], rows["accuracies"]) for _ in accs]
         seeds_y = [acc * 100 for accs in rows["accuracies"] for acc in accs]
-        ax.scatter(seeds_x, seeds_y, s=14, facecolors="none", edgecolors=style["color"], marker=style["marker"],
-                   linewidths=0.8, alpha=0.8)
+        ax.scatter(
+            seeds_x,
+            seeds_y,
+            s=14,
+            facecolors="none",
+            edgecolors=style["color"],
+            marker=style["marker"],
+            linewidths=0.8,
+            alpha=0.8,
+        )
         if method == "lora":
             for _, row in rows.iterrows():
-                ax.annotate(f"r={int(row['rank'])}", (row[x], row["accuracy_mean"] * 100), textcoords="offset points",
-                            xytext=(4, -12), fontsize=8, color=style["color"])
+                ax.annotate(
+                    f"r={int(row['rank'])}",
+                    (row[x], row["accuracy_mean"] * 100),
+                    textcoords="offset points",
+                    xytext=(4, -12),
+                    fontsize=8,
+                    color=style["color"],
+                )
     if log:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel="SST-2 validation accuracy (%)")
@@ -73,9 +94,15 @@ def loss_curves(records: list[Record]) -> Figure:
         rank = record.config.hparams.get("rank")
         label = label_of(method, rank)
         style = _style(method)
-        ax.plot(curve["epoch"], curve["loss"], color=style["color"], alpha=0.7, linewidth=1,
-                linestyle="-" if method != "lora" else ["-", "--", ":", "-."][int(np.log2(rank or 1)) % 4],
-                label=None if label in seen else label)
+        ax.plot(
+            curve["epoch"],
+            curve["loss"],
+            color=style["color"],
+            alpha=0.7,
+            linewidth=1,
+            linestyle="-" if method != "lora" else ["-", "--", ":", "-."][int(np.log2(rank or 1)) % 4],
+            label=None if label in seen else label,
+        )
         seen.add(label)
     ax.set(xlabel="epoch", ylabel="training loss")
     ax.grid(alpha=0.3)
@@ -91,8 +118,18 @@ def seed_spread(summary: pd.DataFrame, results: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     data = runs.assign(accuracy=runs["dev_accuracy"] * 100)
     sns.stripplot(data=data, y="label", x="accuracy", order=order, color="#0072B2", alpha=0.6, size=5, ax=ax)
-    sns.pointplot(data=data, y="label", x="accuracy", order=order, color="#000000", linestyle="none",
-                  errorbar=None, markers="|", markersize=12, ax=ax)
+    sns.pointplot(
+        data=data,
+        y="label",
+        x="accuracy",
+        order=order,
+        color="#000000",
+        linestyle="none",
+        errorbar=None,
+        markers="|",
+        markersize=12,
+        ax=ax,
+    )
     ax.set(xlabel="SST-2 validation accuracy (%)", ylabel="")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
@@ -117,16 +154,18 @@ def _interval_text(accuracies) -> str:
 def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """The results table as a reader reads it: labels, accuracy with its spread and its 95%
     interval over the seeds, formatted counts."""
-    return pd.DataFrame({
-        "method": summary["label"],
-        "accuracy (%)": summary.apply(_accuracy_text, axis=1),
-        "95% interval": summary["accuracies"].map(_interval_text),
-        "runs": summary["runs"],
-        "trainable": summary["trainable"].map(_format_count),
-        "trainable %": summary["trainable_pct"].map("{:.3f}".format),
-        "time (min)": summary["train_minutes"].map("{:.1f}".format),
-        "memory (MiB)": summary["peak_rss_mb"].map("{:.0f}".format),
-    })
+    return pd.DataFrame(
+        {
+            "method": summary["label"],
+            "accuracy (%)": summary.apply(_accuracy_text, axis=1),
+            "95% interval": summary["accuracies"].map(_interval_text),
+            "runs": summary["runs"],
+            "trainable": summary["trainable"].map(_format_count),
+            "trainable %": summary["trainable_pct"].map("{:.3f}".format),
+            "time (min)": summary["train_minutes"].map("{:.1f}".format),
+            "memory (MiB)": summary["peak_rss_mb"].map("{:.0f}".format),
+        }
+    )
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
@@ -153,7 +192,7 @@ class Table:
         self.frame, self.index = frame, index
 
     def _repr_markdown_(self) -> str:
-        return self.frame.to_markdown(index=self.index)
+        return self.frame.to_markdown(index=self.index, disable_numparse=True)
 
     def __repr__(self) -> str:
         return self.frame.to_string(index=self.index)
@@ -173,17 +212,27 @@ def accuracy_explorer(summary: pd.DataFrame, results: pd.DataFrame) -> dict[str,
     for method, rows in runs.groupby("method", sort=False):
         style = _style(method)
         figure.add_scatter(
-            x=rows["trainable"], y=rows["dev_accuracy"] * 100, mode="markers", name=label_of(method),
+            x=rows["trainable"],
+            y=rows["dev_accuracy"] * 100,
+            mode="markers",
+            name=label_of(method),
             marker=dict(color=style["color"], size=8, opacity=0.75),
             customdata=rows[["run_id", "label", "seed", "lr"]].values,
             hovertemplate="%{customdata[0]}<br>%{customdata[1]}, seed %{customdata[2]}<br>learning rate "
-                          "%{customdata[3]:.1e}<br>accuracy %{y:.2f}%<br>%{x:,} trained<extra></extra>")
-    figure.update_layout(xaxis=dict(type="log", title="trainable parameters (log scale)"),
-                         yaxis_title="SST-2 validation accuracy (%)", template="plotly_white", height=460,
-                         margin=dict(l=60, r=20, t=30, b=50))
+            "%{customdata[3]:.1e}<br>accuracy %{y:.2f}%<br>%{x:,} trained<extra></extra>",
+        )
+    figure.update_layout(
+        xaxis=dict(type="log", title="trainable parameters (log scale)"),
+        yaxis_title="SST-2 validation accuracy (%)",
+        template="plotly_white",
+        height=460,
+        margin=dict(l=60, r=20, t=30, b=50),
+    )
     static = accuracy_plot(summary, *ACCURACY_AGAINST["accuracy_vs_params"])
     buffer = io.BytesIO()
     static.savefig(buffer, format="png", dpi=110)
     plt.close(static)
-    return {"text/html": figure.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True}),
-            "image/png": base64.b64encode(buffer.getvalue()).decode()}
+    return {
+        "text/html": figure.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True}),
+        "image/png": base64.b64encode(buffer.getvalue()).decode(),
+    }

@@ -53,7 +53,8 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
         write_atomic(out / name, text)
         written["tables"].append(out / name)
     csv = summary.drop(columns=["group", "run_ids"]).assign(
-        accuracies=summary["accuracies"].map(lambda accs: ";".join(f"{a:.4f}" for a in accs)))
+        accuracies=summary["accuracies"].map(lambda accs: ";".join(f"{a:.4f}" for a in accs))
+    )
     write_atomic(out / "summary.csv", csv.to_csv(index=False))
     written["tables"].append(out / "summary.csv")
     if readme is not None:
@@ -69,14 +70,21 @@ def update_readme(readme: str | Path, summary: pd.DataFrame, figures: str | Path
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
-    body = (f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
-            f"`lora-report executed --out report --readme README.md`; SST-2 validation accuracy "
-            f"as mean ± standard deviation over seeds, with the mean's 95% t-interval.\n\n{markdown_table(summary)}\n{findings_markdown(summary)}")
+    body = (
+        f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
+        f"`lora-report executed --out report --readme README.md`; SST-2 validation accuracy "
+        f"as mean ± standard deviation over seeds, with the mean's 95% t-interval.\n\n"
+        f"{markdown_table(summary)}\n{findings_markdown(summary)}"
+    )
     if figures is not None:
         where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
-        body += "".join(f"\n![{alt}]({where}/{name}.png)\n" for name, alt in (
-            ("accuracy_vs_params", "SST-2 accuracy against trainable parameters"),
-            ("accuracy_vs_time", "SST-2 accuracy against training time")))
+        body += "".join(
+            f"\n![{alt}]({where}/{name}.png)\n"
+            for name, alt in (
+                ("accuracy_vs_params", "SST-2 accuracy against trainable parameters"),
+                ("accuracy_vs_time", "SST-2 accuracy against training time"),
+            )
+        )
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     write_atomic(readme, f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}")

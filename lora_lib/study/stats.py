@@ -54,8 +54,9 @@ def welch_interval(a, b, confidence: float = CONFIDENCE) -> Interval:
     return Interval(float(gap), float(gap - half), float(gap + half))
 
 
-def paired_bootstrap(correct_a, correct_b, rounds: int = 10_000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> Interval:
+def paired_bootstrap(
+    correct_a, correct_b, rounds: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
+) -> Interval:
     """Accuracy of A minus accuracy of B, in points, over the same sentences.
 
     ``correct_a`` is a seeds x sentences array of 0/1 (whether each seed of A got each sentence
@@ -66,8 +67,10 @@ def paired_bootstrap(correct_a, correct_b, rounds: int = 10_000, seed: int = 0,
     """
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"correct_a and correct_b must be seeds x sentences over the same sentences, "
-                         f"got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"correct_a and correct_b must be seeds x sentences over the same sentences, "
+            f"got shapes {a.shape} and {b.shape}"
+        )
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     sentences = rng.integers(0, n, size=(rounds, n))
@@ -76,8 +79,10 @@ def paired_bootstrap(correct_a, correct_b, rounds: int = 10_000, seed: int = 0,
     # Per round: the mean over the drawn seeds of each seed's accuracy on the drawn sentences.
     per_seed_a = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds_a
     per_seed_b = np.stack([b[:, s].mean(axis=1) for s in sentences])
-    diffs = (np.take_along_axis(per_seed_a, seeds_a, axis=1).mean(axis=1)
-             - np.take_along_axis(per_seed_b, seeds_b, axis=1).mean(axis=1)) * 100
+    diffs = (
+        np.take_along_axis(per_seed_a, seeds_a, axis=1).mean(axis=1)
+        - np.take_along_axis(per_seed_b, seeds_b, axis=1).mean(axis=1)
+    ) * 100
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Interval(float((a.mean() - b.mean()) * 100), float(low), float(high))
@@ -122,5 +127,9 @@ def rank_trend(ranks, accuracies, confidence: float = CONFIDENCE) -> RankTrend:
     half = stats.t.ppf((1 + confidence) / 2, len(values) - 2) * fit.stderr
     groups = [values[ranks == r] for r in np.unique(ranks)]
     anova = stats.f_oneway(*groups)
-    return RankTrend(Interval(float(fit.slope), float(fit.slope - half), float(fit.slope + half)), float(fit.pvalue),
-                     float(anova.statistic), float(anova.pvalue))
+    return RankTrend(
+        Interval(float(fit.slope), float(fit.slope - half), float(fit.slope + half)),
+        float(fit.pvalue),
+        float(anova.statistic),
+        float(anova.pvalue),
+    )

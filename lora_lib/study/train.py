@@ -19,9 +19,9 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from lora_lib import METHODS, apply_method, count_parameters, load_model, save_adapter
+from lora_lib.analysis import query_value_weights, update_singular_values
 from lora_lib.models import resolve_head
 from lora_lib.params import decay_parameter_names
-from lora_lib.analysis import query_value_weights, update_singular_values
 
 from .config import RunConfig
 from .data import PadPerBatch, hold_out_sentences, load_sst2, split_holdout, subsample, tokenize
@@ -53,18 +53,29 @@ class _History(TrainerCallback):
                     "record. Try a smaller learning rate."
                 )
             self.train.append(
-                {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": logs["loss"],
-                 "learning_rate": logs.get("learning_rate")}
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "loss": logs["loss"],
+                    "learning_rate": logs.get("learning_rate"),
+                }
             )
             if self.progress:
                 elapsed = time.perf_counter() - self.start
                 left = elapsed / state.global_step * (state.max_steps - state.global_step)
-                print(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
-                      f"elapsed {elapsed / 60:.1f} min  left ~{left / 60:.1f} min", flush=True)
+                print(
+                    f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                    f"elapsed {elapsed / 60:.1f} min  left ~{left / 60:.1f} min",
+                    flush=True,
+                )
         if "eval_accuracy" in logs:
             self.eval.append(
-                {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                 "accuracy": logs["eval_accuracy"], "loss": logs["eval_loss"]}
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "accuracy": logs["eval_accuracy"],
+                    "loss": logs["eval_loss"],
+                }
             )
             if self.progress:
                 print(f"evaluation at step {state.global_step}: accuracy {logs['eval_accuracy']:.4f}", flush=True)
@@ -188,8 +199,12 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
     history, accuracy = _History(), _Accuracy()
     with tempfile.TemporaryDirectory() as scratch:
         trainer = _MeasuredTrainer(
-            model=model, args=training_arguments(config, device, scratch), train_dataset=train_set,
-            eval_dataset=eval_set, data_collator=PadPerBatch(tokenizer), compute_metrics=accuracy,
+            model=model,
+            args=training_arguments(config, device, scratch),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=PadPerBatch(tokenizer),
+            compute_metrics=accuracy,
             callbacks=[history],
         )
         # Measure the training's memory, not the data preparation's (the same for every method).
@@ -210,15 +225,25 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
         run_id=config.run_id,
         method=config.method,
         description=METHODS[config.method].description,
-        config=config.model_copy(update={"hparams": model.applied_method["hparams"],
-                                         "head": resolve_head(config.head, model.name_or_path or None)}),
+        config=config.model_copy(
+            update={
+                "hparams": model.applied_method["hparams"],
+                "head": resolve_head(config.head, model.name_or_path or None),
+            }
+        ),
         params=params,
         metrics={"eval_split": config.eval_split, "dev_accuracy": final["accuracy"], "dev_loss": final["loss"]},
         cost={
-            "train_seconds": train_seconds, "train_examples": examples, "train_tokens": tokens,
-            "train_examples_per_second": examples / train_seconds, "train_tokens_per_second": tokens / train_seconds,
-            "train_steps": trainer.state.global_step, "peak_rss_mb": peak_rss_mb(), "peak_rss_window": peak_window,
-            "device": device, "precision": config.precision,
+            "train_seconds": train_seconds,
+            "train_examples": examples,
+            "train_tokens": tokens,
+            "train_examples_per_second": examples / train_seconds,
+            "train_tokens_per_second": tokens / train_seconds,
+            "train_steps": trainer.state.global_step,
+            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_window": peak_window,
+            "device": device,
+            "precision": config.precision,
         },
         history={"train": history.train, "eval": history.eval},
         environment=environment(),
