@@ -84,7 +84,7 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
     grid = len(load_records(REPO / "executed", eval_split="validation"))
     search = len(load_records(REPO / "executed" / "tuning"))
     text = re.sub(r"<[^>]+>", "", pages["05_experiments"])
-    assert f"{grid} runs of the grid and {search} runs of the learning-rate search" in re.sub(r"\s+", " ", text)
+    assert f"{grid} runs of the grid and {search} tuning runs" in re.sub(r"\s+", " ", text)
 
 
 def test_the_library_code_is_included_not_retyped(pages):

@@ -34,10 +34,11 @@ def scaling_rule(config: RunConfig) -> str:
     return "α = 2r (scaling 2)" if hparams["alpha"] == 2 * hparams["rank"] != LORA_DEFAULTS["alpha"] else "α = 16"
 
 
-def search_table(records: list[Record]) -> pd.DataFrame:
-    """One row per search run: its stage, configuration, learning rate and held-out accuracy (%)."""
+def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataFrame:
+    """One row per search run scored on ``eval_split`` (the first study's search: "holdout"): its
+    stage, configuration, learning rate and held-out accuracy (%)."""
     rows = []
-    for r in records:
+    for r in (r for r in records if r.metrics.eval_split == eval_split):
         hparams = {**LORA_DEFAULTS, **r.config.hparams} if r.method == "lora" else r.config.hparams
         extra = [t for t in hparams.get("targets", []) if t not in LORA_DEFAULTS["targets"]]
         rows.append(
@@ -63,14 +64,13 @@ def _plain(search: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_table(search: pd.DataFrame, stage: int) -> pd.DataFrame:
-    """Held-out accuracy (%) of every candidate rate of a stage, a configuration per row."""
+    """Held-out accuracy (%) of every candidate rate of a stage: a rate per row, a configuration per column."""
     rows = _plain(search[search["stage"] == stage])
-    table = rows.pivot_table(index="configuration", columns="lr", values="accuracy")
-    table = table.loc[
-        sorted(table.index, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))
-    ]
-    table.columns = [f"{lr:.1e}" for lr in table.columns]
-    return table.astype(object).where(table.notna(), "")
+    table = rows.pivot_table(index="lr", columns="configuration", values="accuracy")
+    order = sorted(table.columns, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))
+    table = table[order].rename_axis(None, axis=1)
+    table.index = [f"{lr:.1e}" for lr in table.index]
+    return table.round(2).astype(object).where(table.notna(), "").rename_axis("learning rate")
 
 
 def chosen_rates(search: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +88,12 @@ def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.Data
         name = "LoRA r=8" if config.method == "lora" else label_of(config.method)
         grid.setdefault(name, config.lr)
     frame = chosen.assign(grid=pd.Series(grid))
-    return frame.assign(agrees=np.isclose(frame["lr"], frame["grid"]))
+    agrees = np.isclose(frame["lr"], frame["grid"])
+    return frame.assign(
+        lr=frame["lr"].map("{:.1e}".format),
+        grid=frame["grid"].map("{:.1e}".format),
+        agrees=np.where(agrees, "yes", "no"),
+    )
 
 
 def pooler_comparison(search: pd.DataFrame) -> pd.DataFrame:

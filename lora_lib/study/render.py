@@ -184,6 +184,23 @@ def latex_table(summary: pd.DataFrame) -> str:
     return frame.to_latex(index=False, escape=False, column_format="l" + "r" * (len(frame.columns) - 1))
 
 
+def _aligned_decimals(frame: pd.DataFrame, most: int = 3) -> pd.DataFrame:
+    """Each float column as text with one number of decimals (the most any of its values needs,
+    up to ``most``), so that 0.8 prints as 0.80 beside 1.53."""
+
+    def decimals(value: float) -> int:
+        text = f"{value:.{most}f}".rstrip("0")
+        return len(text.split(".")[1]) if "." in text else 0
+
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_float_dtype(values):
+            places = max((decimals(v) for v in values.dropna()), default=0)
+            out[column] = values.map(lambda v, p=places: "" if pd.isna(v) else f"{v:.{p}f}")
+    return out
+
+
 class Table:
     """A DataFrame shown as a GitHub-flavoured markdown table: glued into a numbered, captioned
     ``{table}`` directive, it is an HTML table in the web book and a LaTeX table in the PDF."""
@@ -192,7 +209,7 @@ class Table:
         self.frame, self.index = frame, index
 
     def _repr_markdown_(self) -> str:
-        return self.frame.to_markdown(index=self.index, disable_numparse=True)
+        return _aligned_decimals(self.frame).to_markdown(index=self.index, disable_numparse=True)
 
     def __repr__(self) -> str:
         return self.frame.to_string(index=self.index)
