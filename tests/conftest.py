@@ -103,13 +103,18 @@ def make_record(
     memory=512.0,
     eval_split="validation",
     predictions=None,
+    seconds=600.0,
+    hparams=None,
+    analysis=None,
     **config,
 ):
-    """A record as ``run`` writes it (schema version 2), with made-up numbers."""
+    """A record as ``run`` writes it (schema version 2), with made-up numbers. ``hparams``
+    replaces the method's hyperparameters (else ``{"rank": rank}``)."""
     from lora_lib.study.config import RunConfig
     from lora_lib.study.record import SCHEMA_VERSION, Record
 
-    hparams = {"rank": rank} if rank is not None else {}
+    if hparams is None:
+        hparams = {"rank": rank} if rank is not None else {}
     return Record(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
@@ -126,7 +131,7 @@ def make_record(
         },
         metrics={"eval_split": eval_split, "dev_accuracy": accuracy, "dev_loss": 0.3},
         cost={
-            "train_seconds": 600.0,
+            "train_seconds": seconds,
             "train_examples": 64,
             "train_tokens": 900,
             "train_examples_per_second": speed,
@@ -136,4 +141,5 @@ def make_record(
         history={"train": [{"step": 1, "epoch": 0.5, "loss": 0.7, "learning_rate": lr}], "eval": []},
         environment={"cpu": "test"},
         predictions=predictions,
+        analysis=analysis,
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import make_record
 
 from lora_lib.study import sweep as sweep_module
 from lora_lib.study.appendix import (
@@ -18,33 +19,22 @@ from lora_lib.study.appendix import (
     run_index,
     run_title,
 )
-from lora_lib.study.config import RunConfig
-from lora_lib.study.record import SCHEMA_VERSION, Record, load_record, save_record
+from lora_lib.study.record import load_record, save_record
 
 REPO = Path(__file__).resolve().parent.parent
 EXECUTED = REPO / "executed"
 
 
 def _record(run_id, method="lora", seed=0, lr=2e-3, accuracy=0.87, seconds=600.0, settings=None, **hparams):
-    config = RunConfig(method=method, hparams=hparams, seed=seed, lr=lr, run_id=run_id, **(settings or {}))
-    return Record(
-        schema_version=SCHEMA_VERSION,
-        run_id=run_id,
+    return make_record(
+        run_id,
         method=method,
-        description="made up",
-        config=config,
-        params={"total": 100, "trainable": 1, "trainable_pct": 1.0, "groups": {}},
-        metrics={"eval_split": config.eval_split, "dev_accuracy": accuracy, "dev_loss": 0.3},
-        cost={
-            "train_seconds": seconds,
-            "train_examples": 1,
-            "train_tokens": 1,
-            "train_examples_per_second": 1.0,
-            "train_tokens_per_second": 1.0,
-            "peak_rss_mb": 1.0,
-        },
-        history={"train": [], "eval": []},
-        environment={},
+        seed=seed,
+        lr=lr,
+        accuracy=accuracy,
+        seconds=seconds,
+        hparams=hparams,
+        **(settings or {}),
     )
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_record
 
 from lora_lib.analysis import (
     normalised_spectrum,
@@ -16,8 +17,7 @@ from lora_lib.analysis import (
     subspace_similarity,
 )
 from lora_lib.study import updates
-from lora_lib.study.config import RunConfig
-from lora_lib.study.record import SCHEMA_VERSION, Record, load_records
+from lora_lib.study.record import load_records
 
 EXECUTED = Path(__file__).resolve().parent.parent / "executed"
 
@@ -81,26 +81,8 @@ def test_the_overlap_table_tells_shared_top_directions_from_chance():
 
 
 def _full_record(run_id, spectra):
-    config = RunConfig(method="full", run_id=run_id)
-    return Record(
-        schema_version=SCHEMA_VERSION,
-        run_id=run_id,
-        method="full",
-        description="made up",
-        config=config,
-        params={"total": 1, "trainable": 1, "trainable_pct": 100.0, "groups": {}},
-        metrics={"eval_split": "validation", "dev_accuracy": 0.9, "dev_loss": 0.3},
-        cost={
-            "train_seconds": 1.0,
-            "train_examples": 1,
-            "train_tokens": 1,
-            "train_examples_per_second": 1.0,
-            "train_tokens_per_second": 1.0,
-            "peak_rss_mb": 1.0,
-        },
-        history={"train": [], "eval": []},
-        environment={},
-        analysis={"full_update_singular_values": spectra},
+    return make_record(
+        run_id, method="full", rank=None, accuracy=0.9, analysis={"full_update_singular_values": spectra}
     )
 
 
