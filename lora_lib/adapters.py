@@ -1,8 +1,11 @@
 """The baselines' building blocks: bottleneck adapters and (IA)^3 scaling vectors.
 
-Both wrap the frozen layer they extend (kept as ``base_layer``, never copied), as
+Both wrap what they extend and keep it frozen as ``base_layer`` (never copied), as
 ``LoRALinear`` does, so the base model's weights keep their values and the trainable part
-is easy to find. BitFit needs no building block: it only unfreezes the biases.
+is easy to find: (IA)^3 wraps the Linear layer it rescales, a bottleneck adapter the whole
+output block (projection, dropout, residual sum and LayerNorm) it sits in, since where it
+goes relative to the residual sum and the LayerNorm is what tells Houlsby's placement from
+Pfeiffer's. BitFit needs no building block: it only unfreezes the biases.
 """
 
 from __future__ import annotations
@@ -15,30 +18,56 @@ from .layers import InjectedLayer
 
 
 class BottleneckAdapter(InjectedLayer):
-    """A bottleneck adapter (Houlsby et al., 2019) after a frozen projection.
+    """A bottleneck adapter inside a BERT layer's output block, where AdapterHub places it.
 
-    Computes ``h + up(act(down(h)))`` with ``h = base_layer(x)``: a down-projection
-    ``hidden -> bottleneck``, a non-linearity, an up-projection ``bottleneck -> hidden`` and
-    the adapter's own skip connection. The up-projection starts at zero, so a fresh adapter
-    is the identity and the model is unchanged until it learns.
+    The adapter itself is ``a(z) = up(act(down(z)))``: a down-projection ``hidden ->
+    bottleneck``, a non-linearity and an up-projection ``bottleneck -> hidden``. It wraps a
+    whole output block (``BertSelfOutput`` after attention, ``BertOutput`` after the
+    feed-forward network), which computes ``LayerNorm(h + r)`` with ``h = dropout(dense(x))``
+    and ``r`` the block's input, the residual. Where the adapter goes:
 
-    Parameters: ``2 * hidden * bottleneck + bottleneck + hidden`` (two weight matrices and
-    two bias vectors). The non-linearity sits between the projections, so unlike LoRA and
-    (IA)^3 an adapter cannot be folded into the base weights: it costs latency at inference.
+    - ``after_add_norm=False`` (Houlsby et al., 2019; AdapterHub's ``DoubleSeqBnConfig``):
+      on the sublayer's output, before the residual sum and LayerNorm:
+      ``LayerNorm(h + a(h) + r)``.
+    - ``after_add_norm=True`` (Pfeiffer et al., 2021; AdapterHub's ``SeqBnConfig``): after
+      the block's Add & Norm, ``a(LayerNorm(h + r))``; its own skip connection takes ``h``
+      and the block's residual sum and LayerNorm apply again: ``LayerNorm(h + a(LayerNorm(h
+      + r)) + r)`` (``original_ln_before``, ``residual_before_ln``, ``original_ln_after``).
+
+    The up-projection and both biases start at zero and the down-projection is drawn from
+    ``N(0, 0.01^2)``, so ``a`` is exactly zero and a fresh adapter leaves its block's output
+    unchanged, in either place. (AdapterHub's default ``"bert"`` initialisation draws both
+    projections from ``N(0, 0.02^2)``, so its adapters start near the identity, not at it.)
+
+    Parameters: ``2 * hidden * bottleneck + bottleneck + hidden`` (two weight matrices and two
+    bias vectors), in either place. The non-linearity sits between the projections, so
+    unlike LoRA and (IA)^3 an adapter cannot be folded into the base weights: it costs
+    latency at inference.
     """
 
     group = "adapter"
     mergeable = False
 
-    def __init__(self, base_layer: nn.Linear, bottleneck: int, activation: str = "gelu"):
-        super().__init__(base_layer)
-        hidden = base_layer.out_features
+    def __init__(self, block: nn.Module, bottleneck: int, activation: str = "gelu", after_add_norm: bool = False):
+        dense, norm = getattr(block, "dense", None), getattr(block, "LayerNorm", None)
+        if not (
+            isinstance(dense, nn.Linear)
+            and isinstance(norm, nn.LayerNorm)
+            and norm.normalized_shape == (dense.out_features,)
+            and isinstance(getattr(block, "dropout", None), nn.Module)
+        ):
+            raise TypeError(
+                f"{type(self).__name__} wraps a BERT output block (a module with a Linear dense, a dropout and a "
+                f"LayerNorm, such as BertSelfOutput or BertOutput), got {type(block).__name__}"
+            )
+        hidden = dense.out_features
         if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or not 1 <= bottleneck <= hidden:
             raise ValueError(f"bottleneck must be an integer from 1 to the hidden size {hidden}, got {bottleneck!r}")
         if activation not in ACT2FN:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACT2FN)}")
-        weight = base_layer.weight
-        factory = {"dtype": weight.dtype, "device": weight.device}
+        super().__init__(dense)  # the contract's checks and set-up on the frozen projection ...
+        self.base_layer = block.requires_grad_(False)  # ... and the whole block is the frozen base
+        factory = {"dtype": dense.weight.dtype, "device": dense.weight.device}
         self.adapter_down = nn.Linear(hidden, bottleneck, **factory)
         self.adapter_up = nn.Linear(bottleneck, hidden, **factory)
         # Small random down-projection, zero up-projection: the adapter starts as the identity.
@@ -48,13 +77,22 @@ class BottleneckAdapter(InjectedLayer):
         nn.init.zeros_(self.adapter_up.bias)
         self.activation_name = activation
         self.activation = ACT2FN[activation]
+        self.after_add_norm = after_add_norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.base_layer(x)
-        return h + self.adapter_up(self.activation(self.adapter_down(h)))
+    def adapter(self, z: torch.Tensor) -> torch.Tensor:
+        """The bottleneck alone, ``up(act(down(z)))``, without its skip connection."""
+        return self.adapter_up(self.activation(self.adapter_down(z)))
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        block = self.base_layer
+        h = block.dropout(block.dense(hidden_states))
+        if self.after_add_norm:  # Pfeiffer: the adapter reads the block's output after Add & Norm
+            return block.LayerNorm(h + self.adapter(block.LayerNorm(h + input_tensor)) + input_tensor)
+        return block.LayerNorm(h + self.adapter(h) + input_tensor)  # Houlsby: before Add & Norm
 
     def extra_repr(self) -> str:
-        return f"bottleneck={self.adapter_down.out_features}, activation={self.activation_name}"
+        place = "after Add & Norm" if self.after_add_norm else "before Add & Norm"
+        return f"bottleneck={self.adapter_down.out_features}, activation={self.activation_name}, {place}"
 
 
 class IA3Linear(InjectedLayer):

@@ -20,8 +20,10 @@ from .lora import LoRALinear
 from .registry import HEAD, register
 
 # Module names in BERT-style encoders (BERT, RoBERTa, MiniLM, ...).
-ATTENTION_OUTPUT = re.compile(r"(^|\.)layer\.\d+\.attention\.output\.dense$")
 FFN_OUTPUT = re.compile(r"(^|\.)layer\.\d+\.output\.dense$")
+# The output blocks (dense -> dropout -> LayerNorm(h + input)) after attention and after the feed-forward network.
+ATTENTION_OUTPUT_BLOCK = re.compile(r"(^|\.)layer\.\d+\.attention\.output$")
+FFN_OUTPUT_BLOCK = re.compile(r"(^|\.)layer\.\d+\.output$")
 KEY_VALUE = re.compile(r"(^|\.)layer\.\d+\.attention\.self\.(key|value)$")
 
 
@@ -88,20 +90,24 @@ def _adapter_size(model: nn.Module, reduction_factor: int, bottleneck: int | Non
     return size
 
 
-def _add_adapters(model, pattern, reduction_factor, bottleneck, activation, train_layernorm) -> None:
+def _add_adapters(model, pattern, reduction_factor, bottleneck, activation, train_layernorm, after_add_norm) -> None:
     size = _adapter_size(model, reduction_factor, bottleneck)
     names = [name for name, module in model.named_modules() if pattern.search(name)]
     if not names:
         raise ValueError(f"no module of {type(model).__name__} matches {pattern.pattern}: not a BERT-style encoder")
     for name in names:
-        _replace(model, name, BottleneckAdapter(model.get_submodule(name), size, activation))
+        _replace(model, name, BottleneckAdapter(model.get_submodule(name), size, activation, after_add_norm))
     if train_layernorm:
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
                 module.requires_grad_(True)
 
 
-@register("houlsby", "Houlsby", "Houlsby adapters (2019): bottleneck adapters after attention and after the feed-forward block")
+@register(
+    "houlsby",
+    "Houlsby",
+    "Houlsby adapters (2019): bottleneck adapters after attention and after the feed-forward block",
+)
 def _houlsby(
     model: nn.Module,
     reduction_factor: int = 16,
@@ -111,19 +117,24 @@ def _houlsby(
 ) -> None:
     """Two bottleneck adapters per layer, as in Houlsby et al. (2019), figure 2.
 
-    One after the attention output projection, one after the feed-forward output
-    projection; each before the dropout, the residual sum and the LayerNorm that follow.
+    One in the attention's output block, one in the feed-forward network's; each reads the
+    sublayer's output (projection, then dropout) and adds to it before the residual sum and
+    the LayerNorm: ``LayerNorm(h + a(h) + r)``. That is AdapterHub's ``DoubleSeqBnConfig``
+    (``original_ln_before=False``, ``residual_before_ln=True``, ``original_ln_after=True``).
     With ``m = h // reduction_factor`` one adapter has ``2hm + m + h`` parameters; for
     bert-base-uncased and factor 16 (``m = 48``) that is 74,544, and
     ``2 * L * 74,544 + 1,538`` = 1,790,594 trainable. ``train_layernorm=True`` also trains
     the LayerNorms, as the paper did (AdapterHub keeps them frozen, and so do we by default).
     The activation is AdapterHub's default for this configuration.
     """
-    _add_adapters(model, ATTENTION_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm)
-    _add_adapters(model, FFN_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm=False)
+    _add_adapters(model, ATTENTION_OUTPUT_BLOCK, reduction_factor, bottleneck, activation, False, False)
+    # The LayerNorms last: wrapping a block freezes it, LayerNorm included.
+    _add_adapters(model, FFN_OUTPUT_BLOCK, reduction_factor, bottleneck, activation, train_layernorm, False)
 
 
-@register("pfeiffer", "Pfeiffer", "Pfeiffer adapters (2021): one bottleneck adapter per layer, after the feed-forward block")
+@register(
+    "pfeiffer", "Pfeiffer", "Pfeiffer adapters (2021): one bottleneck adapter per layer, after the feed-forward block"
+)
 def _pfeiffer(
     model: nn.Module,
     reduction_factor: int = 16,
@@ -131,20 +142,19 @@ def _pfeiffer(
     activation: str = "relu",
     train_layernorm: bool = False,
 ) -> None:
-    """One bottleneck adapter per layer, after the feed-forward output projection.
+    """One bottleneck adapter per layer, after the feed-forward block's Add & Norm.
 
     Pfeiffer et al. (2021, AdapterFusion) compared where to put adapters and kept a single
-    one after the feed-forward block, where Houlsby puts the second: it does about as well
-    as Houlsby's two with half the parameters and half the added latency. Here it sits
-    exactly there: after the output projection of the feed-forward block
-    (``layer.N.output.dense``), before its dropout, residual sum and LayerNorm, so Houlsby
-    and Pfeiffer differ only in the adapter after attention. (AdapterHub's ``SeqBnConfig``
-    also applies the block's residual sum and LayerNorm before the adapter,
-    ``original_ln_before=True``; the parameter count is the same.) The activation is
-    AdapterHub's default for this configuration.
+    one per layer, after the feed-forward block: it does about as well as Houlsby's two with
+    half the parameters and half the added latency. As AdapterHub's ``SeqBnConfig`` places
+    it (``original_ln_before=True``, ``residual_before_ln=True``, ``original_ln_after=True``):
+    the adapter reads the block's output after its residual sum and LayerNorm, its skip
+    connection takes the sublayer's output ``h``, and the block's residual sum and LayerNorm
+    apply again: ``LayerNorm(h + a(LayerNorm(h + r)) + r)``. The activation is AdapterHub's
+    default for this configuration. The count does not depend on the place:
     ``L * (2hm + m + h) + 1,538`` = 896,066 trainable for bert-base-uncased, factor 16.
     """
-    _add_adapters(model, FFN_OUTPUT, reduction_factor, bottleneck, activation, train_layernorm)
+    _add_adapters(model, FFN_OUTPUT_BLOCK, reduction_factor, bottleneck, activation, train_layernorm, True)
 
 
 @register("ia3", "(IA)^3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the feed-forward activation")

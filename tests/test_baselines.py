@@ -1,14 +1,19 @@
 """The baselines: full, head, BitFit, Houlsby, Pfeiffer and (IA)^3, through the same API as LoRA."""
 
 import copy
+import math
 import re
 
 import pytest
 import torch
 from peft import IA3Config, get_peft_model
+from torch import nn
+from transformers import BertConfig
+from transformers.models.bert.modeling_bert import BertOutput
 
 from lora_lib import (
     METHODS,
+    BottleneckAdapter,
     IA3Linear,
     adapter_state_dict,
     apply_method,
@@ -100,15 +105,138 @@ def test_no_harm_at_initialisation(model_and_tokenizer, batch, method):
 
 
 def test_adapter_placement(base_twin):
+    """Each adapter wraps a whole output block: Houlsby's after attention and after the feed-forward network,
+    Pfeiffer's after the feed-forward network only."""
     model, other, _ = base_twin()
     apply_method(model, "houlsby")
-    names = sorted(n for n, m in model.named_modules() if type(m).__name__ == "BottleneckAdapter")
-    assert names == [
-        f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.output.dense", "output.dense")
-    ]
+    adapters = {n: m for n, m in model.named_modules() if isinstance(m, BottleneckAdapter)}
+    assert sorted(adapters) == [f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.output", "output")]
+    assert not any(m.after_add_norm for m in adapters.values())
     apply_method(other, "pfeiffer")
-    names = sorted(n for n, m in other.named_modules() if type(m).__name__ == "BottleneckAdapter")
-    assert names == [f"bert.encoder.layer.{i}.output.dense" for i in range(2)]
+    adapters = {n: m for n, m in other.named_modules() if isinstance(m, BottleneckAdapter)}
+    assert sorted(adapters) == [f"bert.encoder.layer.{i}.output" for i in range(2)]
+    assert all(m.after_add_norm for m in adapters.values())
+    for adapter in adapters.values():
+        assert type(adapter.base_layer).__name__ == "BertOutput"
+        assert not any(p.requires_grad for p in adapter.base_layer.parameters())
+
+
+class _FixedDropout(nn.Module):
+    """Dropout with one fixed mask, so that a hand-written forward can apply it too: it pins the adapter's place
+    relative to the block's dropout (after it in AdapterHub), which evaluation mode alone would not."""
+
+    def __init__(self, size, generator):
+        super().__init__()
+        self.mask = (torch.rand(size, generator=generator) > 0.3).float() / 0.7
+
+    def forward(self, x):
+        return x * self.mask
+
+
+def _layer_norm(x, norm):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+
+
+ACTIVATIONS = {
+    "swish": lambda z: z * torch.sigmoid(z),
+    "relu": lambda z: torch.clamp(z, min=0),
+    "gelu": lambda z: 0.5 * z * (1 + torch.erf(z / math.sqrt(2))),
+}
+
+
+def _output_block_by_hand(block, x, residual, placement):
+    """An output block (dense -> dropout -> Add & Norm), with its adapter placed by hand (``placement`` None: the
+    block alone, as the base model has it); the block's dropout is a ``_FixedDropout``."""
+    adapted = isinstance(block, BottleneckAdapter)
+    base = block.base_layer if adapted else block
+    h = (x @ base.dense.weight.T + base.dense.bias) * base.dropout.mask
+    if placement is None or not adapted:
+        return _layer_norm(h + residual, base.LayerNorm)
+    act = ACTIVATIONS[block.activation_name]
+
+    def adapter(z):
+        down, up = block.adapter_down, block.adapter_up
+        return act(z @ down.weight.T + down.bias) @ up.weight.T + up.bias
+
+    if placement == "pfeiffer":  # SeqBnConfig: after the block's Add & Norm, which applies again after it
+        return _layer_norm(h + adapter(_layer_norm(h + residual, base.LayerNorm)) + residual, base.LayerNorm)
+    return _layer_norm(h + adapter(h) + residual, base.LayerNorm)  # DoubleSeqBnConfig: before the Add & Norm
+
+
+def _bert_layer_by_hand(layer, x, mask, placement):
+    """One BERT layer, written out from its weights: self-attention, its output block, the feed-forward network."""
+    attention = layer.attention.self
+    batch, length, hidden = x.shape
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+
+    def split(linear):
+        return (x @ linear.weight.T + linear.bias).view(batch, length, heads, size).transpose(1, 2)
+
+    q, k, v = split(attention.query), split(attention.key), split(attention.value)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(size)
+    scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+    context = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, length, hidden)
+    attended = _output_block_by_hand(layer.attention.output, context, x, placement)
+    inner = layer.intermediate.dense
+    intermediate = ACTIVATIONS["gelu"](attended @ inner.weight.T + inner.bias)
+    return _output_block_by_hand(layer.output, intermediate, attended, placement)
+
+
+@pytest.mark.parametrize("method", ["houlsby", "pfeiffer"])
+def test_adapters_sit_where_adapterhub_puts_them(tiny, batch, method):
+    """Each layer's output equals a hand-written BERT layer with the adapters in the method's place (AdapterHub's
+    DoubleSeqBnConfig for Houlsby, SeqBnConfig for Pfeiffer), and not the other place.
+    scripts/compare_adapterhub.py checks the same against AdapterHub itself, in an environment that has it."""
+    model, _ = tiny
+    apply_method(model, method)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".adapter_" in name:  # a stand-in for training, so that the adapters do something
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    for layer in model.bert.encoder.layer:
+        for block in (layer.attention.output, layer.output):
+            base = block.base_layer if isinstance(block, BottleneckAdapter) else block
+            base.dropout = _FixedDropout(model.config.hidden_size, generator)
+    with torch.no_grad():
+        states = model.eval()(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"]
+        other = "pfeiffer" if method == "houlsby" else "houlsby"
+        for i, layer in enumerate(model.bert.encoder.layer):
+            plain = _bert_layer_by_hand(layer, states[i], mask, placement=None)
+            expected = _bert_layer_by_hand(layer, states[i], mask, placement=method)
+            assert (expected - plain).abs().max() > 1e-2, "the adapters must move the output, or this proves nothing"
+            torch.testing.assert_close(states[i + 1], expected, rtol=0, atol=1e-5)
+            assert (states[i + 1] - _bert_layer_by_hand(layer, states[i], mask, placement=other)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("method", ["houlsby", "pfeiffer"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_a_fresh_adapter_model_is_the_base_model_exactly(tiny, batch, method, training):
+    """A fresh adapter adds exactly zero in either place: outputs bit for bit the base model's, dropout included."""
+    model, _ = tiny
+    plain = copy.deepcopy(model)
+    apply_method(model, method)
+    outputs = []
+    for m in (plain, model):
+        torch.manual_seed(3)  # the same dropout masks in training mode
+        with torch.no_grad():
+            outputs.append(m.train(training)(**batch, output_hidden_states=True))
+    for ours, theirs in zip(outputs[1].hidden_states, outputs[0].hidden_states):
+        assert torch.equal(ours, theirs)
+    assert torch.equal(outputs[1].logits, outputs[0].logits)
+
+
+def test_a_bottleneck_adapter_wraps_an_output_block():
+    with pytest.raises(TypeError) as err:
+        BottleneckAdapter(nn.Linear(8, 8), bottleneck=2)
+    assert "Linear" in str(err.value) and "BertOutput" in str(err.value)
+    block = BertOutput(BertConfig(hidden_size=8, intermediate_size=16))
+    adapter = BottleneckAdapter(block, bottleneck=2)
+    assert adapter.base_layer is block and not any(p.requires_grad for p in block.parameters())
+    assert sum(p.numel() for n, p in adapter.named_parameters() if not n.startswith("base_layer.")) == 2 * 8 * 2 + 2 + 8
 
 
 def test_ia3_matches_peft_on_the_papers_modules(model_and_tokenizer, batch):
