@@ -1,0 +1,138 @@
+"""Each statistic of lora_lib.study.stats against a small example worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lora_lib.study.stats import mcnemar, paired_bootstrap, rank_trend, t_interval, welch_interval
+
+T_975_2 = 4.302652729749464  # t-table: the 97.5% quantile with 2 degrees of freedom
+T_975_4 = 2.776445105197793  # ... and with 4
+
+
+def approx(x):
+    return pytest.approx(x, rel=1e-9, abs=1e-9)
+
+
+def test_t_interval_by_hand():
+    # 80, 90, 100 points: mean 90, standard deviation sqrt((100 + 0 + 100) / 2) = 10.
+    result = t_interval([0.8, 0.9, 1.0])
+    half = T_975_2 * 10 / math.sqrt(3)
+    assert (result.estimate, result.low, result.high) == (approx(90), approx(90 - half), approx(90 + half))
+    wider = t_interval([0.8, 0.9, 1.0], confidence=0.99)
+    assert wider.low < result.low and wider.high > result.high
+
+
+def test_t_interval_of_one_seed_has_no_ends():
+    result = t_interval([0.85])
+    assert result.estimate == approx(85) and math.isnan(result.low) and math.isnan(result.high)
+
+
+def test_welch_interval_by_hand():
+    # a: 80, 84 points (mean 82, variance 8); b: 70, 74, 78 (mean 74, variance 16).
+    result = welch_interval([0.80, 0.84], [0.70, 0.74, 0.78])
+    va, vb = 8 / 2, 16 / 3  # each variance over its sample size
+    dof = (va + vb) ** 2 / (va**2 / 1 + vb**2 / 2)
+    assert dof == approx(784 / 272)  # Welch-Satterthwaite, not the pooled test's 2 + 3 - 2 = 3
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    assert (result.estimate, result.low, result.high) == (approx(8), approx(8 - half), approx(8 + half))
+    pooled_half = stats.t.ppf(0.975, 3) * math.sqrt(va + vb)
+    assert result.high - result.estimate > pooled_half  # fewer degrees of freedom: wider
+
+
+def test_welch_interval_with_no_spread_is_the_difference():
+    result = welch_interval([0.9, 0.9], [0.85, 0.85, 0.85])
+    assert (result.estimate, result.low, result.high) == (approx(5), approx(5), approx(5))
+
+
+def test_mcnemar_by_hand():
+    a = [[1, 1, 0, 1, 0], [1, 0, 1, 1, 1]]
+    b = [[0, 1, 0, 0, 0], [1, 1, 0, 1, 1]]
+    # Seed 0 with seed 0: A alone right on sentences 0 and 3; seed 1 with seed 1: A alone on 2, B alone on 1.
+    result = mcnemar(a, b)
+    assert (result.only_a, result.only_b) == (3, 1)
+    # Exact two-sided binomial test of 3 out of 4 at 1/2: P(X >= 3) + P(X <= 1) = (4 + 1 + 4 + 1) / 16.
+    assert result.p_value == approx(10 / 16)
+    # A third seed of A has no partner in B: it is left out.
+    assert mcnemar([*a, [0, 0, 0, 0, 0]], b) == result
+    swapped = mcnemar(b, a)
+    assert (swapped.only_a, swapped.only_b, swapped.p_value) == (1, 3, approx(10 / 16))
+
+
+def test_mcnemar_extreme_and_empty_tables():
+    result = mcnemar([[1, 1, 1, 1, 1, 1]], [[0, 0, 0, 0, 0, 0]])
+    assert (result.only_a, result.only_b) == (6, 0) and result.p_value == approx(2 / 2**6)
+    same = mcnemar([[1, 0, 1]], [[1, 0, 1]])
+    assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
+
+
+def test_rank_trend_on_a_perfect_log2_line():
+    ranks = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]
+    accuracies = [0.80 + 0.01 * math.log2(r) for r in ranks]  # one point per doubling, every seed alike
+    result = rank_trend(ranks, accuracies)
+    assert result.slope.estimate == pytest.approx(1.0)
+    assert result.slope.low == pytest.approx(1.0) and result.slope.high == pytest.approx(1.0)
+    assert result.trend_p < 1e-6
+
+
+def test_rank_trend_and_anova_by_hand():
+    # Ranks 1, 2, 4 (log2: 0, 1, 2), two seeds each: 80 and 82, 84 and 86, 85 and 87 points.
+    result = rank_trend([1, 1, 2, 2, 4, 4], [0.80, 0.82, 0.84, 0.86, 0.85, 0.87])
+    # Least squares: Sxx = 4, Sxy = 10, so the slope is 2.5 points per doubling; the residuals
+    # (-1.5, 0.5, 0, 2, -1.5, 0.5) give s^2 = 9 / 4 and a standard error of 1.5 / sqrt(4) = 0.75.
+    half = T_975_4 * 0.75
+    assert result.slope.estimate == approx(2.5)
+    assert (result.slope.low, result.slope.high) == (approx(2.5 - half), approx(2.5 + half))
+    assert result.trend_p == approx(2 * stats.t.sf(2.5 / 0.75, 4))
+    # ANOVA: group means 81, 85, 86 around 84: between 2 * (9 + 1 + 4) = 28 on 2 degrees of freedom, within
+    # 6 * 1 = 6 on 3, so F = 14 / 2 = 7; with 2 numerator degrees of freedom, P(F > f) = (1 + 2f / 3)^(-3/2).
+    assert result.anova_f == approx(7)
+    assert result.anova_p == approx((1 + 14 / 3) ** -1.5)
+
+
+def test_paired_bootstrap_when_every_seed_agrees():
+    a = np.array([[1, 1, 1, 0]] * 3)  # 75% on every seed
+    b = np.array([[1, 0, 1, 0]] * 2)  # 50%
+    result = paired_bootstrap(a, b, rounds=2_000)
+    assert result.estimate == approx(25)
+    assert result.low <= result.estimate <= result.high
+    # A right on every sentence and B on none: the same difference in every round.
+    result = paired_bootstrap(np.ones((3, 5)), np.zeros((2, 5)), rounds=500)
+    assert (result.estimate, result.low, result.high) == (approx(100), approx(100), approx(100))
+
+
+def test_paired_bootstrap_over_seeds_by_hand():
+    # One sentence: only the seeds vary. A's two seeds are right and wrong, so a round's mean of two drawn seeds
+    # is 0, 50 or 100 points with probabilities 1/4, 1/2, 1/4: the 95% interval runs from 0 to 100.
+    result = paired_bootstrap([[1], [0]], [[0]], rounds=4_000)
+    assert (result.estimate, result.low, result.high) == (approx(50), approx(0), approx(100))
+
+
+def test_paired_bootstrap_contains_its_estimate_and_repeats():
+    rng = np.random.default_rng(1)
+    a = (rng.random((3, 200)) < 0.9).astype(int)
+    b = (rng.random((3, 200)) < 0.85).astype(int)
+    result = paired_bootstrap(a, b, rounds=2_000)
+    assert result.estimate == approx((a.mean() - b.mean()) * 100)
+    assert result.low < result.estimate < result.high
+    assert paired_bootstrap(a, b, rounds=2_000) == result
+    # The same predictions on both sides: every round's sentences are shared, so with one seed (or seeds that
+    # agree) every round's difference is 0. Several differing seeds are drawn independently for A and B.
+    for same in (a[:1], np.repeat(a[:1], 3, axis=0)):
+        identical = paired_bootstrap(same, same, rounds=500)
+        assert (identical.estimate, identical.low, identical.high) == (0, 0, 0)
+    spread = paired_bootstrap(a, a, rounds=2_000)
+    assert spread.estimate == 0 and spread.low < 0 < spread.high
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [(np.ones((3, 4)), np.ones((2, 5))), (np.ones(4), np.ones((2, 4)))],
+    ids=["other sentences", "not seeds x sentences"],
+)
+def test_paired_bootstrap_refuses_a_shape_mismatch(a, b):
+    with pytest.raises(ValueError) as err:
+        paired_bootstrap(a, b)
+    assert str(a.shape) in str(err.value) and str(b.shape) in str(err.value)
