@@ -47,6 +47,7 @@ class BottleneckAdapter(InjectedLayer):
 
     group = "adapter"
     mergeable = False
+    wraps = nn.Module  # the whole output block: checked below
 
     def __init__(self, block: nn.Module, bottleneck: int, activation: str = "gelu", after_add_norm: bool = False):
         dense, norm = getattr(block, "dense", None), getattr(block, "LayerNorm", None)
@@ -65,8 +66,7 @@ class BottleneckAdapter(InjectedLayer):
             raise ValueError(f"bottleneck must be an integer from 1 to the hidden size {hidden}, got {bottleneck!r}")
         if activation not in ACT2FN:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACT2FN)}")
-        super().__init__(dense)  # the contract's checks and set-up on the frozen projection ...
-        self.base_layer = block.requires_grad_(False)  # ... and the whole block is the frozen base
+        super().__init__(block)  # the whole block is the frozen base
         factory = {"dtype": dense.weight.dtype, "device": dense.weight.device}
         self.adapter_down = nn.Linear(hidden, bottleneck, **factory)
         self.adapter_up = nn.Linear(bottleneck, hidden, **factory)

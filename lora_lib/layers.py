@@ -14,23 +14,26 @@ from torch import nn
 
 
 class InjectedLayer(nn.Module):
-    """A trainable addition to a frozen ``nn.Linear``, kept as ``base_layer`` (never copied).
+    """A trainable addition to a frozen module, kept as ``base_layer`` (never copied).
 
     Subclasses set ``group`` (the name ``count_parameters`` reports their parameters under),
-    ``mergeable`` and ``no_decay``; a mergeable layer implements ``merge`` and ``unmerge``, both of which
-    do nothing when called twice.
+    ``mergeable``, ``no_decay`` and ``wraps`` (what ``base_layer`` may be: an ``nn.Linear``
+    unless the layer wraps a larger block, as a bottleneck adapter wraps BERT's output block);
+    a mergeable layer implements ``merge`` and ``unmerge``, both of which do nothing when
+    called twice.
     """
 
     group: ClassVar[str]
     mergeable: ClassVar[bool] = False
+    wraps: ClassVar[type[nn.Module]] = nn.Linear
     # Parameters that weight decay must leave alone (decay pulls toward 0, which is not their neutral value).
     no_decay: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, base_layer: nn.Linear):
+    def __init__(self, base_layer: nn.Module):
         super().__init__()
-        if not isinstance(base_layer, nn.Linear):
+        if not isinstance(base_layer, self.wraps):
             raise TypeError(
-                f"{type(self).__name__} wraps an nn.Linear, got {type(base_layer).__name__}; "
+                f"{type(self).__name__} wraps an nn.{self.wraps.__name__}, got {type(base_layer).__name__}; "
                 "target the model's Linear layers (see lora_lib.methods.linear_layer_names)"
             )
         self.base_layer = base_layer.requires_grad_(False)

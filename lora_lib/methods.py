@@ -157,7 +157,7 @@ def _pfeiffer(
     _add_adapters(model, FFN_OUTPUT_BLOCK, reduction_factor, bottleneck, activation, train_layernorm, True)
 
 
-@register("ia3", "(IA)^3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the feed-forward activation")
+@register("ia3", "(IA)^3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the FFN activation")
 def _ia3(model: nn.Module) -> None:
     """Rescales the key and value projections' outputs and the feed-forward activation.
 
@@ -194,8 +194,8 @@ def _in_head(name: str) -> bool:
 
 
 def _inside_injected(model: nn.Module, name: str) -> bool:
-    parent = name.rpartition(".")[0]
-    return bool(parent) and isinstance(model.get_submodule(parent), InjectedLayer)
+    parts = name.split(".")
+    return any(isinstance(model.get_submodule(".".join(parts[:i])), InjectedLayer) for i in range(1, len(parts)))
 
 
 def _match_targets(model: nn.Module, targets) -> list[str]:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
+from transformers.models.bert.modeling_bert import BertOutput
 
 from lora_lib import METHODS, BottleneckAdapter, InjectedLayer, apply_method, count_parameters, merge_lora, unmerge_lora
 from lora_lib.merging import has_merged_layers
@@ -45,7 +46,8 @@ def test_every_layer_a_method_adds_keeps_the_contract(tiny, method):
     assert len(added) == len(injected(model))
     groups = count_parameters(model)["groups"]
     for layer in injected(model):
-        assert isinstance(layer.base_layer, nn.Linear) and not layer.base_layer.weight.requires_grad
+        assert isinstance(layer.base_layer, layer.wraps)
+        assert not any(p.requires_grad for p in layer.base_layer.parameters())
         assert layer.merged is False and isinstance(layer.mergeable, bool)
         assert groups[layer.group]["trainable"] > 0
 
@@ -98,7 +100,7 @@ def test_a_model_with_bottleneck_adapters_refuses_to_merge_and_changes_nothing(t
 
 
 def test_the_bottleneck_adapter_says_it_cannot_merge():
-    adapter = BottleneckAdapter(nn.Linear(8, 8), bottleneck=2)
+    adapter = BottleneckAdapter(BertOutput(BertConfig(hidden_size=8, intermediate_size=16)), bottleneck=2)
     assert not adapter.mergeable
     for fold in (adapter.merge, adapter.unmerge):
         with pytest.raises(ValueError) as err:

@@ -129,7 +129,9 @@ def hold_out_sentences(train: Dataset, size: int, min_words: int = 8) -> tuple[D
             if len(chosen) == size:
                 break
     if len(chosen) < size:
-        raise ValueError(f"only {len(chosen)} whole sentences of at least {min_words} words; ask for fewer")
+        raise ValueError(
+            f"only {len(chosen)} whole sentences of at least {min_words} words; ask for a smaller holdout_size"
+        )
     held = "\n".join(f" {texts[i]} " for i in chosen)
     keep = [i for i, text in enumerate(texts) if f" {text} " not in held]
     return train.select(keep), train.select(sorted(chosen))

@@ -62,8 +62,10 @@ def paired_bootstrap(
     ``correct_a`` is a seeds x sentences array of 0/1 (whether each seed of A got each sentence
     right), ``correct_b`` the same for B (its own seeds, the same sentences in the same order).
     Each round draws the sentences with replacement (the same draw for A and B: the pairing)
-    and each method's seeds with replacement, and takes the difference of the mean accuracies;
-    the interval is the percentile interval of the rounds.
+    and the seeds with replacement, and takes the difference of the mean accuracies; the
+    interval is the percentile interval of the rounds. With as many seeds on both sides, seed i
+    of A is paired with seed i of B (the same batch order and head initialisation) and both
+    draw the same seed indices; otherwise each side draws its own.
     """
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -75,7 +77,7 @@ def paired_bootstrap(
     n = a.shape[1]
     sentences = rng.integers(0, n, size=(rounds, n))
     seeds_a = rng.integers(0, a.shape[0], size=(rounds, a.shape[0]))
-    seeds_b = rng.integers(0, b.shape[0], size=(rounds, b.shape[0]))
+    seeds_b = seeds_a if a.shape[0] == b.shape[0] else rng.integers(0, b.shape[0], size=(rounds, b.shape[0]))
     # Per round: the mean over the drawn seeds of each seed's accuracy on the drawn sentences.
     per_seed_a = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds_a
     per_seed_b = np.stack([b[:, s].mean(axis=1) for s in sentences])
