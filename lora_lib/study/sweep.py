@@ -1,6 +1,6 @@
 """The experiment grid: expand ``experiments.yml`` into runs and execute them with papermill.
 
-    lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N] [--commit]
+    lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N | --scheduler ADDRESS] [--commit]
 
 Each run goes through the training notebook (``book/train.ipynb`` beside the grid file, or
 the grid's ``notebook``) into ``<output_dir>/<run_id>.ipynb`` and writes
@@ -10,6 +10,9 @@ its parameters since, which reruns it, says why, and keeps the earlier files in
 (at any moment: records are written atomically, last) finishes when started again, with
 no run done twice. A failed run is reported, its notebook kept under ``failed/``, and the
 sweep goes on; the exit status is 1 if any run failed.
+
+With ``--scheduler tcp://HOST:8786`` the runs go, one task each, to a running Dask cluster
+instead of this machine's processes (``lora_lib.study.cluster``); everything else is the same.
 
 The grid file::
 
@@ -101,16 +104,19 @@ def expand(path: str | Path) -> Grid:
     root = path.resolve().parent
     notebook = root / spec.get("notebook", NOTEBOOK)
     if not notebook.is_file():
-        raise GridError(f"{path}: the training notebook {notebook} does not exist; set 'notebook' in the grid file "
-                        "to its path (relative to the grid file), or run jupytext --sync book/train.md")
+        raise GridError(
+            f"{path}: the training notebook {notebook} does not exist; set 'notebook' in the grid file "
+            "to its path (relative to the grid file), or run jupytext --sync book/train.md"
+        )
     # Every run is checked as a RunConfig now, so that a typo fails here and not hours later.
     for run in runs.values():
         try:
             RunConfig.from_parameters(**run.parameters)
         except (TypeError, ValueError) as err:
             raise GridError(f"{path}: run {run.run_id}: {err}") from err
-    return Grid(runs=list(runs.values()), output_dir=root / spec.get("output_dir", "executed"), notebook=notebook,
-                root=root)
+    return Grid(
+        runs=list(runs.values()), output_dir=root / spec.get("output_dir", "executed"), notebook=notebook, root=root
+    )
 
 
 def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
@@ -126,14 +132,31 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
     # lands in the records or in the executed notebooks' metadata.
     root = grid.root
     parameters = {**run.parameters, "output_dir": _relative(out, root)}
-    command = [sys.executable, "-m", "papermill", _relative(grid.notebook, root), _relative(partial, root),
-               "--no-progress-bar", "--cwd", ".", "-y", yaml.safe_dump(parameters)]
-    result = subprocess.run(command, cwd=root, text=True, capture_output=True, env={**os.environ, **(env or {})},
-                            preexec_fn=_stop_with_parent)
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        _relative(grid.notebook, root),
+        _relative(partial, root),
+        "--no-progress-bar",
+        "--cwd",
+        ".",
+        "-y",
+        yaml.safe_dump(parameters),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=root,
+        text=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        preexec_fn=_stop_with_parent,
+    )
     if result.returncode == 0 and record_exists(out, run.run_id):
         from .appendix import retitle_after_run  # the run's page gets its own title, not the template's
 
         retitle_after_run(partial, out / f"{run.run_id}.json")
+        os.chmod(partial, 0o666 & ~_umask())  # readable by whoever reads the records, as the umask says
         partial.replace(out / f"{run.run_id}.ipynb")
         return "done", ""
     failed = out / "failed"
@@ -150,12 +173,28 @@ def check_kernel_imports(cwd: Path, module: str = "lora_lib") -> None:
     papermill's kernel runs ``sys.executable``, so that is the interpreter asked."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
     if result.returncode:
-        raise GridError(f"the notebooks' kernel cannot import {module} from {cwd.name}/ (it is not installed in "
-                        f"{Path(sys.executable).name}'s environment): run `pip install -e .` in the repository root")
+        raise GridError(
+            f"the notebooks' kernel cannot import {module} from {cwd.name}/ (it is not installed in "
+            f"{Path(sys.executable).name}'s environment): run `pip install -e .` in the repository root"
+        )
 
 
 def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (setting and restoring
+    it would, for a moment, change the mode of files other threads create)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _stop_with_parent() -> None:
@@ -178,7 +217,9 @@ def changed_parameters(run: Run, folder: Path) -> str:
         return ""
     ran = nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
     keys = sorted((set(ran) | set(run.parameters)) - {"output_dir"})
-    return ", ".join(f"{k}: {ran.get(k)!r} -> {run.parameters.get(k)!r}" for k in keys if ran.get(k) != run.parameters.get(k))
+    return ", ".join(
+        f"{k}: {ran.get(k)!r} -> {run.parameters.get(k)!r}" for k in keys if ran.get(k) != run.parameters.get(k)
+    )
 
 
 def supersede(run_id: str, folder: Path) -> Path:
@@ -201,38 +242,97 @@ def commit_run(run_id: str, folder: Path) -> None:
     files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
     files += [str(p) for p in sorted((folder / SUPERSEDED).rglob(f"{run_id}.*"))]
     subprocess.run(["git", "add", "--", *files], cwd=folder, check=True, capture_output=True)
-    subprocess.run(["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files], cwd=folder, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files], cwd=folder, check=True, capture_output=True
+    )
 
 
-def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: bool = False,
-          commit: bool = False) -> dict[str, list]:
+def sweep(
+    grid: Grid,
+    only: list[str] | None = None,
+    jobs: int = 1,
+    dry_run: bool = False,
+    commit: bool = False,
+    scheduler: str | None = None,
+) -> dict[str, list]:
     """Run every run of ``grid`` that matches ``only`` and has no valid record yet.
 
     With ``commit``, each finished run's files are committed to git as soon as it finishes,
-    so that a long sweep loses at most the runs in progress if its machine goes away.
+    so that a long sweep loses at most the runs in progress if its machine goes away. With
+    ``scheduler`` (a Dask scheduler's address), the runs are tasks on that cluster, and
+    ``summary["workers"]`` says which worker ran each.
     """
     selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
-    todo = []
+    todo, stale = [], {}
     for r in selected:
         if not record_exists(grid.output_dir, r.run_id):
             todo.append(r)
         elif changed := changed_parameters(r, grid.output_dir):
-            note = "" if dry_run else f", its earlier files moved to {supersede(r.run_id, grid.output_dir)}"
-            print(f"{r.run_id}: the grid changed since it ran ({changed}); running it again{note}")
+            stale[r.run_id] = changed
             todo.append(r)
     summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
+    if scheduler:
+        summary["workers"] = {}
     if dry_run:
+        for run_id, changed in stale.items():
+            print(f"{run_id}: the grid changed since it ran ({changed}); running it again")
         for r in todo:
             print(r.run_id, " ".join(f"{k}={v}" for k, v in r.parameters.items() if k != "run_id"))
         summary["would_run"] = [r.run_id for r in todo]
         return summary
-    if todo:
-        check_kernel_imports(grid.root)
-    grid.output_dir.mkdir(parents=True, exist_ok=True)
+    client = None
+    if scheduler and todo:
+        from .cluster import connect
+
+        client = connect(scheduler)  # before anything moves: an address that does not answer changes nothing
+    try:
+        for run_id, changed in stale.items():
+            print(
+                f"{run_id}: the grid changed since it ran ({changed}); running it again, its earlier files "
+                f"moved to {supersede(run_id, grid.output_dir)}"
+            )
+        grid.output_dir.mkdir(parents=True, exist_ok=True)
+        if client is not None:
+            _on_cluster(client, todo, grid, summary, commit)
+        elif not scheduler:
+            if todo:
+                check_kernel_imports(grid.root)
+            _on_this_machine(todo, grid, summary, commit, jobs)
+    finally:
+        if client is not None:
+            client.close()
+    return summary
+
+
+def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
+    """What is done as each run ends, wherever it ran: count it, say if it failed, commit it if asked."""
+
+    def finished(run: Run, status: str, message: str, where: str = "") -> None:
+        summary[status].append(run.run_id)
+        on = f" on {where}" if where else ""
+        if status == "failed":
+            bar.write(f"FAILED {run.run_id}{on}: {message}")
+        else:
+            if where:
+                bar.write(f"done {run.run_id}{on}")
+            if commit:
+                try:
+                    commit_run(run.run_id, folder)
+                except subprocess.CalledProcessError as err:  # e.g. a busy index: the files stay
+                    bar.write(
+                        f"could not commit {run.run_id} ({err.stderr.strip() if err.stderr else err}); "
+                        "its files are in place, commit them by hand"
+                    )
+        bar.update()
+
+    return finished
+
+
+def _on_this_machine(todo: list[Run], grid: Grid, summary: dict, commit: bool, jobs: int) -> None:
     devices = _free_slots(jobs)
     lock = threading.Lock()
     with tqdm(total=len(todo), desc="runs", unit="run") as bar:
+        finished = _reporter(summary, commit, grid.output_dir, bar)
 
         def one(run: Run):
             with lock:
@@ -243,20 +343,26 @@ def sweep(grid: Grid, only: list[str] | None = None, jobs: int = 1, dry_run: boo
                 with lock:
                     devices.append(slot)
             with lock:
-                summary[status].append(run.run_id)
-                if status == "failed":
-                    bar.write(f"FAILED {run.run_id}: {message}")
-                elif commit:
-                    try:
-                        commit_run(run.run_id, grid.output_dir)
-                    except subprocess.CalledProcessError as err:  # e.g. a busy index: the files stay
-                        bar.write(f"could not commit {run.run_id} ({err.stderr.strip() if err.stderr else err}); "
-                                  "its files are in place, commit them by hand")
-                bar.update()
+                finished(run, status, message)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, todo))
-    return summary
+
+
+def _on_cluster(client, todo: list[Run], grid: Grid, summary: dict, commit: bool) -> None:
+    from .cluster import check_workers, run_on_cluster
+
+    for note in check_workers(client, grid, todo):
+        print(f"note: {note}")
+    with tqdm(total=len(todo), desc=f"runs on {client.scheduler.address}", unit="run") as bar:
+        report = _reporter(summary, commit, grid.output_dir, bar)
+
+        def finished(run: Run, status: str, message: str, where: str) -> None:
+            if where:
+                summary["workers"][run.run_id] = where
+            report(run, status, message, where)
+
+        run_on_cluster(client, todo, grid, finished)
 
 
 def _free_slots(jobs: int) -> list[dict]:
@@ -276,30 +382,48 @@ def _free_slots(jobs: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lora-sweep", description="Run the experiment grid through papermill.")
     parser.add_argument("experiments", help="the grid file, e.g. experiments.yml")
-    parser.add_argument("--only", action="append", metavar="PATTERN",
-                        help="run ids to run, as shell patterns (lora_r8_*); repeatable")
+    parser.add_argument(
+        "--only", action="append", metavar="PATTERN", help="run ids to run, as shell patterns (lora_r8_*); repeatable"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU each where there are enough)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run, and run nothing")
     parser.add_argument("--commit", action="store_true", help="git-commit each run's files as soon as it finishes")
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run each run as a task on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://HOST:8786); its workers must see this folder at the same path",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.scheduler and args.jobs != 1:
+        parser.error("--jobs is for runs on this machine; on a cluster, the workers' threads say how many run at once")
     try:
         grid = expand(args.experiments)
     except GridError as err:
         parser.error(str(err))
     try:
-        summary = sweep(grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit)
+        summary = sweep(
+            grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit, scheduler=args.scheduler
+        )
     except GridError as err:
         parser.exit(2, f"lora-sweep: error: {err}\n")
     if args.dry_run:
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")
         return 0
-    print(f"{len(summary['done'])} done, {len(summary['skipped'])} skipped (already done), {len(summary['failed'])} failed")
+    done, skipped, failed = (len(summary[k]) for k in ("done", "skipped", "failed"))
+    print(f"{done} done, {skipped} skipped (already done), {failed} failed")
     for run_id in summary["failed"]:
-        print(f"  failed: {run_id} (notebook in {grid.output_dir / 'failed' / (run_id + '.ipynb')})")
+        notebook = grid.output_dir / "failed" / f"{run_id}.ipynb"
+        print(f"  failed: {run_id} ({f'notebook in {notebook}' if notebook.is_file() else 'no notebook'})")
     return 1 if summary["failed"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # As `python -m lora_lib.study.sweep`, run the package's own module rather than this __main__
+    # copy: the runs sent to Dask workers and the errors raised in lora_lib.study.cluster are that
+    # module's classes.
+    from lora_lib.study.sweep import main as package_main
+
+    sys.exit(package_main())
