@@ -7,6 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (setting and restoring
+    it would, for a moment, change the mode of files other threads create)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None] | str) -> Path:
     """Write ``path`` all or nothing. ``write`` is the text, or a function that writes a given path.
 
@@ -23,9 +37,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | str) -> Path:
             write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

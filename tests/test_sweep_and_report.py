@@ -18,6 +18,7 @@ from lora_lib.study import report, sweep
 from lora_lib.study.aggregate import summarize
 from lora_lib.study.record import load_record, load_results
 from lora_lib.study.render import ACCURACY_AGAINST
+from lora_lib.study.stats import t_interval
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "book" / "train.ipynb"
@@ -305,7 +306,9 @@ def test_report_on_the_sweeps_records(swept, tmp_path):
     assert summary["label"].tolist() == ["BitFit", "LoRA r=2"] and summary["runs"].tolist() == [2, 2]
     table = (tmp_path / "report" / "results_table.md").read_text()
     bitfit = summary.iloc[0]
-    assert f"| BitFit | {bitfit['accuracy_mean'] * 100:.2f} ± {bitfit['accuracy_std'] * 100:.2f} | 2 |" in table
+    low, high = t_interval(bitfit["accuracies"]).low, t_interval(bitfit["accuracies"]).high
+    mean, std = bitfit["accuracy_mean"] * 100, bitfit["accuracy_std"] * 100
+    assert f"| BitFit | {mean:.2f} ± {std:.2f} | {low:.2f} to {high:.2f} | 2 |" in table
     latex = (tmp_path / "report" / "results_table.tex").read_text()
     assert latex.count(r"\\") == 3 and r"$\pm$" in latex and r"\toprule" in latex
 

@@ -44,6 +44,8 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
+from lora_lib.files import current_umask
+
 from .config import RunConfig
 from .record import record_exists
 
@@ -156,7 +158,7 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
         from .appendix import retitle_after_run  # the run's page gets its own title, not the template's
 
         retitle_after_run(partial, out / f"{run.run_id}.json")
-        os.chmod(partial, 0o666 & ~_umask())  # readable by whoever reads the records, as the umask says
+        os.chmod(partial, 0o666 & ~current_umask())  # readable by whoever reads the records, as the umask says
         partial.replace(out / f"{run.run_id}.ipynb")
         return "done", ""
     failed = out / "failed"
@@ -181,20 +183,6 @@ def check_kernel_imports(cwd: Path, module: str = "lora_lib") -> None:
 
 def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it where Linux tells it (setting and restoring
-    it would, for a moment, change the mode of files other threads create)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _stop_with_parent() -> None:
