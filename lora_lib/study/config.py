@@ -47,6 +47,9 @@ class RunConfig(BaseModel):
     holdout_size: int = Field(1000, ge=1)
     max_length: int = Field(MAX_LENGTH, ge=8)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # The AdamW implementation: None is transformers' default (torch's fused AdamW since torch 2.8;
+    # the for-loop one before), "adamw_torch_fused" or "adamw_torch" (for-loop on CPU, foreach on GPU).
+    optim: Literal["adamw_torch_fused", "adamw_torch"] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging_steps: int = Field(50, ge=1)
     data_dir: str | None = None  # None: $SST2_DIR, else the Hub

@@ -178,6 +178,7 @@ def training_arguments(config: RunConfig, device: str, scratch: str) -> Training
         disable_tqdm=not sys.stderr.isatty(),  # a notebook's tqdm is a widget no terminal sees
         # Keep the "length" column for the length-grouped sampler; the collator drops it.
         remove_unused_columns=False,
+        **({"optim": config.optim} if config.optim is not None else {}),
     )
 
 
