@@ -15,7 +15,7 @@ from lora_lib.registry import METHODS
 
 from .aggregate import label_of, method_order
 from .config import RunConfig
-from .data import inside_any, load_sst2, split_holdout
+from .data import hold_out_sentences, inside_any, load_sst2, split_holdout
 from .record import Record
 
 LORA_DEFAULTS = METHODS["lora"].defaults
@@ -197,3 +197,16 @@ def pooler_statistics(model) -> dict[str, float]:
             "pooler_weight_std": float(pooler.weight.std()),
             "query_weight_std": float(query.weight.std()),
         }
+
+
+def clean_slice_overlap(holdout_size: int = 1000, data_dir: str | None = None) -> dict[str, float]:
+    """The clean tuning slice (``hold_out_sentences``): how many training phrases it drops, and
+    how much of it, and of validation, still occurs word for word inside a training phrase."""
+    splits = load_sst2(data_dir)
+    rest, holdout = hold_out_sentences(splits["train"], holdout_size)
+    return {
+        "clean_size": len(holdout),
+        "clean_dropped": len(splits["train"]) - len(rest) - len(holdout),
+        "clean_in_train": int(inside_any(holdout["sentence"], rest["sentence"]).sum()),
+        "clean_validation_in_train": int(inside_any(splits["validation"]["sentence"], rest["sentence"]).sum()),
+    }

@@ -1,0 +1,131 @@
+"""The search's tables that chapters 3 and 5 show, on records made up for the purpose."""
+
+import pytest
+from conftest import make_record
+
+from lora_lib.study import protocol
+from lora_lib.study.config import RunConfig
+
+
+def search_run(run_id, method, lr, accuracy, stage=1, rank=None, **hparams):
+    schedule = {"max_train_samples": 10_000, "epochs": 1.0} if stage == 1 else {"epochs": 1.5}
+    if rank is not None:
+        hparams = {"rank": rank, **hparams}
+    return make_record(
+        run_id, method=method, rank=rank, lr=lr, accuracy=accuracy, eval_split="holdout", hparams=hparams, **schedule
+    )
+
+
+SEARCH = [
+    search_run("full_a", "full", 6e-5, 0.88),
+    search_run("full_b", "full", 1.2e-4, 0.90),
+    search_run("long_full_a", "full", 6e-5, 0.95, stage=2),
+    search_run("long_full_b", "full", 1.2e-4, 0.94, stage=2),
+    search_run("lora_a", "lora", 2e-3, 0.86, rank=8),
+    search_run("lora_b", "lora", 4e-3, 0.87, rank=8),
+    search_run("pooler_a", "lora", 2e-3, 0.85, rank=8, targets=["query", "value", "pooler.dense"]),
+    search_run("pooler_b", "lora", 4e-3, 0.86, rank=8, targets=["query", "value", "pooler.dense"]),
+    search_run("rs_r1", "lora", 4e-3, 0.80, rank=1, alpha=5.657, use_rslora=True),
+    search_run("a16_r1", "lora", 4e-3, 0.81, rank=1),
+    search_run("s2_r1", "lora", 4e-3, 0.82, rank=1, alpha=2),
+    search_run("head_only", "head", 1e-2, 0.70),
+    # scored on the clean slice: not the first study's search
+    search_run("clean", "full", 1e-4, 0.99).model_copy(
+        update={"metrics": search_run("x", "full", 1e-4, 0.99).metrics.model_copy(update={"eval_split": "sentences"})}
+    ),
+]
+
+
+@pytest.fixture
+def search():
+    return protocol.search_table(SEARCH)
+
+
+def test_the_search_table_names_configurations_by_what_they_are(search):
+    assert len(search) == len(SEARCH) - 1  # the clean-slice run is not part of this search
+    by_id = search.set_index("run_id")
+    assert by_id.loc["long_full_a", "stage"] == 2 and by_id.loc["full_a", "stage"] == 1
+    assert by_id.loc["pooler_a", "configuration"] == "LoRA r=8 + pooler.dense"
+    assert by_id.loc["rs_r1", "rule"] == "α / √r (rsLoRA)" and by_id.loc["s2_r1", "rule"] == "α = 2r (scaling 2)"
+    assert by_id.loc["a16_r1", "rule"] == "α = 16" and by_id.loc["full_b", "accuracy"] == 90.0
+
+
+def test_a_stage_table_has_a_rate_per_row_and_the_plain_configurations(search):
+    table = protocol.stage_table(search, stage=1)
+    assert list(table.columns) == ["Full fine-tuning", "Head only", "LoRA r=8"]  # registry order, no variants
+    assert table.loc["1.2e-04", "Full fine-tuning"] == 90.0 and table.loc["1.2e-04", "LoRA r=8"] == ""
+
+
+def test_the_chosen_rate_comes_from_stage_2_where_it_ran_and_is_set_beside_the_grid(search):
+    chosen = protocol.chosen_rates(search)
+    assert chosen.loc["Full fine-tuning", "lr"] == 6e-5 and chosen.loc["Full fine-tuning", "stage"] == 2
+    assert chosen.loc["LoRA r=8", "lr"] == 4e-3 and chosen.loc["LoRA r=8", "stage"] == 1
+    grid = [RunConfig(method="full", lr=1.2e-4), RunConfig(method="lora", hparams={"rank": 2}, lr=4e-3)]
+    against = protocol.against_grid(chosen, grid)
+    assert against.loc["Full fine-tuning", "agrees"] == "no" and against.loc["LoRA r=8", "agrees"] == "yes"
+
+
+def test_the_pooler_and_scaling_comparisons(search):
+    pooler = protocol.pooler_comparison(search)
+    assert pooler["difference"].tolist() == pytest.approx([-1.0, -1.0])
+    scaling = protocol.scaling_comparison(search)
+    assert scaling.loc["α = 2r (scaling 2)", "r = 1"] == 82.0 and scaling.loc["α = 16", "r = 8"] == 87.0
+
+
+def test_the_head_comparison_averages_seeds_and_keeps_the_best_rate():
+    runs = [
+        make_record(
+            f"h{head}{lr}{seed}",
+            method=method,
+            rank=None,
+            hparams={},
+            lr=lr,
+            accuracy=accuracy,
+            eval_split="sentences",
+            head=head,
+            seed=seed,
+        )
+        for method, head, lr, accuracies in [
+            ("head", "mean", 1e-2, (0.80, 0.82)),
+            ("head", "mean", 5e-3, (0.70, 0.70)),
+            ("head", "pooler", 1e-2, (0.72, 0.74)),
+        ]
+        for seed, accuracy in enumerate(accuracies)
+    ]
+    comparison = protocol.head_comparison(runs)
+    assert comparison["seeds"].tolist() == [2, 2, 2]
+    best = protocol.best_head(comparison)
+    assert best.loc["Head only", "mean"] == 81.0 and best.loc["Head only", "pooler"] == 73.0
+    assert best.loc["Head only", "mean − pooler (points)"] == 8.0
+    with pytest.raises(ValueError) as err:
+        protocol.head_comparison(SEARCH[:2])
+    assert "heads.yml" in str(err.value)
+
+
+def test_eval_curves_give_each_seed_a_row():
+    records = []
+    for seed, accuracies in enumerate([(0.80, 0.85), (0.82, 0.84)]):
+        record = make_record(f"full_s{seed}", method="full", rank=None, seed=seed)
+        record.history.eval = [
+            {"step": 1, "epoch": 1.0, "accuracy": accuracies[0], "loss": 0.4},
+            {"step": 2, "epoch": 1.5, "accuracy": accuracies[1], "loss": 0.3},
+        ]
+        records.append(record)
+    curves = protocol.eval_curves(records, "full")
+    assert curves.loc[1, "epoch 1.5"] == 84.0 and list(curves.columns) == ["epoch 1.0", "epoch 1.5"]
+
+
+def test_the_untrained_pooler_shows_in_its_statistics(tiny):
+    model, _ = tiny
+    stats = protocol.pooler_statistics(model)
+    assert set(stats) == {"pooler_bias_max", "pooler_weight_std", "query_weight_std"}
+    model.bert.pooler.dense.bias.data.zero_()
+    assert protocol.pooler_statistics(model)["pooler_bias_max"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_clean_slice_leaves_no_held_out_sentence_inside_training(sst2_dir):
+    overlap = protocol.clean_slice_overlap(holdout_size=1000, data_dir=sst2_dir)
+    assert overlap["clean_size"] == 1000 and overlap["clean_in_train"] == 0 and overlap["clean_dropped"] > 0
+    old = protocol.holdout_overlap(holdout_size=2000, data_dir=sst2_dir)
+    assert old["holdout_in_train"] > 1000  # the first study's random phrases mostly lie inside training
