@@ -389,3 +389,22 @@ def test_readme_results_section_is_generated(swept, tmp_path):
         report.update_readme(readme, summarize(load_results(executed)))
     assert "README.md" in str(err.value)
     assert readme.read_text() == "no markers"
+
+
+@pytest.mark.parametrize("failures, calls", [(1, 2), (5, sweep.KERNEL_START_ATTEMPTS)])
+def test_a_run_whose_kernel_never_started_is_started_again(tmp_path, monkeypatch, failures, calls):
+    grid = sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}]))
+    grid.output_dir.mkdir()
+    attempts = []
+
+    def fake_papermill(command, **kwargs):
+        attempts.append(command)
+        if len(attempts) <= failures:
+            return subprocess.CompletedProcess(command, 1, "", f"RuntimeError: {sweep.KERNEL_START_FAILURE}")
+        return subprocess.CompletedProcess(command, 1, "", "ValueError: a failure of the run itself")
+
+    monkeypatch.setattr(sweep.subprocess, "run", fake_papermill)
+    status, message = sweep.execute(grid.runs[0], grid)
+    assert len(attempts) == calls and status == "failed"
+    # a failure of the run itself is never retried, and is what the sweep reports
+    assert ("a failure of the run itself" in message) == (failures < calls)

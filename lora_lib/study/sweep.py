@@ -53,6 +53,9 @@ NOTEBOOK = Path("book") / "train.ipynb"  # relative to the grid file's folder, u
 GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
 ID_PREFIX = {"rank": "r"}
 SUPERSEDED = "superseded"  # where a run's earlier files go when a changed grid reruns it
+# A run whose kernel never started is started again, up to this many times in all.
+KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
+KERNEL_START_ATTEMPTS = 3
 
 
 class GridError(ValueError):
@@ -146,14 +149,19 @@ def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
         "-y",
         yaml.safe_dump(parameters),
     ]
-    result = subprocess.run(
-        command,
-        cwd=root,
-        text=True,
-        capture_output=True,
-        env={**os.environ, **(env or {})},
-        preexec_fn=_stop_with_parent,
-    )
+    for _ in range(KERNEL_START_ATTEMPTS):
+        result = subprocess.run(
+            command,
+            cwd=root,
+            text=True,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_stop_with_parent,
+        )
+        # A kernel that never came up ran nothing: on a busy machine, or with several starting at
+        # once, that happens now and then, and a second start is what a person would try.
+        if result.returncode == 0 or KERNEL_START_FAILURE not in (result.stderr or ""):
+            break
     if result.returncode == 0 and record_exists(out, run.run_id):
         from .appendix import retitle_after_run  # the run's page gets its own title, not the template's
 
