@@ -308,7 +308,7 @@ def test_report_on_the_sweeps_records(swept, tmp_path):
     bitfit = summary.iloc[0]
     low, high = t_interval(bitfit["accuracies"]).low, t_interval(bitfit["accuracies"]).high
     mean, std = bitfit["accuracy_mean"] * 100, bitfit["accuracy_std"] * 100
-    assert f"| BitFit | {mean:.2f} ± {std:.2f} | {low:.2f} to {high:.2f} | 2 |" in table
+    assert f"| BitFit | {mean:.2f} ± {std:.2f} | {low:.2f}–{high:.2f} | 2 |" in table
     latex = (tmp_path / "report" / "results_table.tex").read_text()
     assert latex.count(r"\\") == 3 and r"$\pm$" in latex and r"\toprule" in latex
 

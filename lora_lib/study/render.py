@@ -148,7 +148,7 @@ def _accuracy_text(row, plus_minus: str = "±") -> str:
 
 def _interval_text(accuracies) -> str:
     ci = t_interval(accuracies)
-    return "" if np.isnan(ci.low) else f"{ci.low:.2f} to {ci.high:.2f}"
+    return "" if np.isnan(ci.low) else f"{ci.low:.2f}–{ci.high:.2f}"
 
 
 def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
