@@ -61,14 +61,19 @@ def batch(tiny):
     return dict(tokenizer(sentences, return_tensors="pt", padding=True))
 
 
+def unavailable(what: str):
+    """Skip a test whose input is missing here, or in CI fail it: CI provides every input."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must provide it before the tests run)")
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def sst2_dir():
     """The real GLUE SST-2 folder from $SST2_DIR. CI always has it; elsewhere the test skips."""
     folder = os.environ.get("SST2_DIR")
     if not folder:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set SST2_DIR to the GLUE SST-2 folder")
-        pytest.skip("set SST2_DIR to the GLUE SST-2 folder to run the tests on real data")
+        unavailable("set SST2_DIR to the GLUE SST-2 folder to run the tests on real data")
     return folder
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from conftest import unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
@@ -40,17 +41,10 @@ PAGES = [
 BUILD_COMMAND = "jupyter-book build book -W -n --keep-going"
 
 
-def missing(what: str):
-    """Skip, or in CI fail: CI builds the book and installs the browser before the tests."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (CI must provide it before the tests run)")
-    pytest.skip(what)
-
-
 @pytest.fixture(scope="module")
 def pages():
     if not (HTML / "intro.html").is_file():
-        missing(f"the book is not built: {BUILD_COMMAND}")
+        unavailable(f"the book is not built: {BUILD_COMMAND}")
     return {
         name: (HTML / f"{name}.html").read_text(encoding="utf-8") for name in PAGES if (HTML / f"{name}.html").is_file()
     }
@@ -155,10 +149,10 @@ def browser(pages):
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        missing('selenium is not installed: pip install -e ".[test]"')
+        unavailable('selenium is not installed: pip install -e ".[test]"')
     binary, driver_path = _browser_paths()
     if not binary or not driver_path:
-        missing("headless Chromium and its driver are not installed: apt-get install chromium chromium-driver")
+        unavailable("headless Chromium and its driver are not installed: apt-get install chromium chromium-driver")
     options = Options()
     options.binary_location = binary  # the system's browser: Selenium Manager never downloads one
     for argument in [

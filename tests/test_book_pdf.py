@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
@@ -23,18 +24,12 @@ MAX_PAGES = 80
 JUNK = ["<Figure size", "IPython.core.display", "Loading weights"]
 
 
-def missing(what: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (CI must provide it before the tests run)")
-    pytest.skip(what)
-
-
 @pytest.fixture(scope="module")
 def pdf():
     if not shutil.which("pdftotext") or not shutil.which("pdfinfo"):
-        missing("poppler-utils is not installed: apt-get install poppler-utils")
+        unavailable("poppler-utils is not installed: apt-get install poppler-utils")
     if not PDF.is_file():
-        missing("the PDF is not built: jupyter-book build book --builder pdflatex")
+        unavailable("the PDF is not built: jupyter-book build book --builder pdflatex --toc _toc_pdf.yml")
     return PDF
 
 

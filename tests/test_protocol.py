@@ -53,7 +53,7 @@ def test_the_search_table_names_configurations_by_what_they_are(search):
 def test_a_stage_table_has_a_rate_per_row_and_the_plain_configurations(search):
     table = protocol.stage_table(search, stage=1)
     assert list(table.columns) == ["Full fine-tuning", "Head only", "LoRA r=8"]  # registry order, no variants
-    assert table.loc["1.2e-04", "Full fine-tuning"] == 90.0 and table.loc["1.2e-04", "LoRA r=8"] == ""
+    assert table.loc["1.2e-4", "Full fine-tuning"] == 90.0 and table.loc["1.2e-4", "LoRA r=8"] == ""
 
 
 def test_the_chosen_rate_comes_from_stage_2_where_it_ran_and_is_set_beside_the_grid(search):
@@ -125,7 +125,8 @@ def test_the_untrained_pooler_shows_in_its_statistics(tiny):
 
 @pytest.mark.slow
 def test_the_clean_slice_leaves_no_held_out_sentence_inside_training(sst2_dir):
-    overlap = protocol.clean_slice_overlap(holdout_size=1000, data_dir=sst2_dir)
-    assert overlap["clean_size"] == 1000 and overlap["clean_in_train"] == 0 and overlap["clean_dropped"] > 0
-    old = protocol.holdout_overlap(holdout_size=2000, data_dir=sst2_dir)
-    assert old["holdout_in_train"] > 1000  # the first study's random phrases mostly lie inside training
+    overlap = protocol.slice_overlap("sentences", 1000, data_dir=sst2_dir)
+    assert overlap["size"] == 1000 and overlap["in_train"] == 0 and overlap["dropped"] > 0
+    old = protocol.slice_overlap("holdout", 2000, data_dir=sst2_dir)
+    assert old["in_train"] > 1000  # the first study's random phrases mostly lie inside training
+    assert old["dropped"] == 0 and old["validation_size"] == overlap["validation_size"] == 872

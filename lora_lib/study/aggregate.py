@@ -18,6 +18,13 @@ def label_of(method: str, rank=None) -> str:
     return f"{name} r={int(rank)}" if method == "lora" and pd.notna(rank) else name
 
 
+def format_lr(lr: float) -> str:
+    """A learning rate in scientific notation without padding: ``2e-3``, ``1.2e-4``."""
+    mantissa, exponent = f"{lr:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def method_order(method: str) -> int:
     """Methods in registry order (full fine-tuning first), unknown ones last."""
     names = list(METHODS)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from lora_lib.registry import METHODS
 
-from .aggregate import label_of, method_order
+from .aggregate import format_lr, label_of, method_order
 from .config import RunConfig
 from .record import Record, load_record, load_records
 
@@ -80,13 +80,6 @@ COLUMNS = [
     "time (min)",
     "page",
 ]
-
-
-def format_lr(lr: float) -> str:
-    """A learning rate in scientific notation without padding: ``2e-3``, ``1.2e-4``."""
-    mantissa, exponent = f"{lr:.3e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
 
 
 def hyperparameter_text(record: Record) -> str:

@@ -137,6 +137,10 @@ def hold_out_sentences(train: Dataset, size: int, min_words: int = 8) -> tuple[D
     return train.select(keep), train.select(sorted(chosen))
 
 
+# The tuning slices a run can be scored on, by ``RunConfig.eval_split``: each returns ``(rest, held out)``.
+HOLDOUT_SPLITS = {"sentences": hold_out_sentences, "holdout": split_holdout}
+
+
 def inside_any(phrases: list[str], corpus: list[str]) -> np.ndarray:
     """For each phrase, whether it occurs word for word inside some phrase of ``corpus``.
 

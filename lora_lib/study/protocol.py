@@ -13,9 +13,9 @@ import torch
 
 from lora_lib.registry import METHODS
 
-from .aggregate import label_of, method_order
+from .aggregate import format_lr, label_of, method_order
 from .config import RunConfig
-from .data import hold_out_sentences, inside_any, load_sst2, split_holdout
+from .data import HOLDOUT_SPLITS, inside_any, load_sst2
 from .record import Record
 
 LORA_DEFAULTS = METHODS["lora"].defaults
@@ -69,7 +69,7 @@ def stage_table(search: pd.DataFrame, stage: int) -> pd.DataFrame:
     table = rows.pivot_table(index="lr", columns="configuration", values="accuracy")
     order = sorted(table.columns, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))
     table = table[order].rename_axis(None, axis=1)
-    table.index = [f"{lr:.1e}" for lr in table.index]
+    table.index = [format_lr(lr) for lr in table.index]
     return table.round(2).astype(object).where(table.notna(), "").rename_axis("learning rate")
 
 
@@ -90,8 +90,8 @@ def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.Data
     frame = chosen.assign(grid=pd.Series(grid))
     agrees = np.isclose(frame["lr"], frame["grid"])
     return frame.assign(
-        lr=frame["lr"].map("{:.1e}".format),
-        grid=frame["grid"].map("{:.1e}".format),
+        lr=frame["lr"].map(format_lr),
+        grid=frame["grid"].map(format_lr, na_action="ignore"),
         agrees=np.where(agrees, "yes", "no"),
     )
 
@@ -120,24 +120,27 @@ def scaling_comparison(search: pd.DataFrame) -> pd.DataFrame:
     return table[sorted(table.columns)].rename(columns=lambda r: f"r = {int(r)}")
 
 
-def holdout_overlap(holdout_size: int, data_dir: str | None = None) -> dict[str, float]:
-    """How much of the held-out slice, and of validation, occurs word for word inside training phrases."""
+def slice_overlap(eval_split: str, holdout_size: int, data_dir: str | None = None) -> dict[str, float]:
+    """What a tuning slice (``eval_split``: "holdout", random phrases; "sentences", whole held-out
+    sentences) holds: its size, the training phrases it drops, how much of it, and of validation,
+    occurs word for word inside a phrase left in training, and the mean words per item of each."""
     splits = load_sst2(data_dir)
-    rest, holdout = split_holdout(splits["train"], holdout_size)
+    train, validation = splits["train"], splits["validation"]["sentence"]
+    rest, holdout = HOLDOUT_SPLITS[eval_split](train, holdout_size)
     in_train = inside_any(holdout["sentence"], rest["sentence"])
-    validation_in_train = inside_any(splits["validation"]["sentence"], rest["sentence"])
 
     def words(texts):
         return sum(len(t.split()) for t in texts) / len(texts)
 
     return {
-        "holdout_size": len(holdout),
-        "holdout_in_train": int(in_train.sum()),
-        "holdout_in_train_pct": in_train.mean() * 100,
-        "validation_size": len(splits["validation"]),
-        "validation_in_train": int(validation_in_train.sum()),
-        "holdout_words": words(holdout["sentence"]),
-        "validation_words": words(splits["validation"]["sentence"]),
+        "size": len(holdout),
+        "dropped": len(train) - len(rest) - len(holdout),
+        "in_train": int(in_train.sum()),
+        "in_train_pct": in_train.mean() * 100,
+        "validation_size": len(validation),
+        "validation_in_train": int(inside_any(validation, rest["sentence"]).sum()),
+        "words": words(holdout["sentence"]),
+        "validation_words": words(validation),
     }
 
 
@@ -197,16 +200,3 @@ def pooler_statistics(model) -> dict[str, float]:
             "pooler_weight_std": float(pooler.weight.std()),
             "query_weight_std": float(query.weight.std()),
         }
-
-
-def clean_slice_overlap(holdout_size: int = 1000, data_dir: str | None = None) -> dict[str, float]:
-    """The clean tuning slice (``hold_out_sentences``): how many training phrases it drops, and
-    how much of it, and of validation, still occurs word for word inside a training phrase."""
-    splits = load_sst2(data_dir)
-    rest, holdout = hold_out_sentences(splits["train"], holdout_size)
-    return {
-        "clean_size": len(holdout),
-        "clean_dropped": len(splits["train"]) - len(rest) - len(holdout),
-        "clean_in_train": int(inside_any(holdout["sentence"], rest["sentence"]).sum()),
-        "clean_validation_in_train": int(inside_any(splits["validation"]["sentence"], rest["sentence"]).sum()),
-    }

@@ -24,7 +24,7 @@ from lora_lib.models import resolve_head
 from lora_lib.params import decay_parameter_names
 
 from .config import RunConfig
-from .data import PadPerBatch, hold_out_sentences, load_sst2, split_holdout, subsample, tokenize
+from .data import HOLDOUT_SPLITS, PadPerBatch, load_sst2, subsample, tokenize
 from .machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss, resolve_device
 from .record import SCHEMA_VERSION, Predictions, Record, save_record
 
@@ -121,10 +121,8 @@ def prepare_data(config: RunConfig, tokenizer):
     """The tokenized training set and evaluation split that ``config`` asks for."""
     splits = load_sst2(config.data_dir)
     train = splits["train"]
-    if config.eval_split == "sentences":
-        train, evaluation = hold_out_sentences(train, config.holdout_size)
-    elif config.eval_split == "holdout":
-        train, evaluation = split_holdout(train, config.holdout_size)
+    if config.eval_split in HOLDOUT_SPLITS:
+        train, evaluation = HOLDOUT_SPLITS[config.eval_split](train, config.holdout_size)
     else:
         evaluation = splits["validation"]
     train = subsample(train, config.max_train_samples, config.seed)
