@@ -89,11 +89,24 @@ def test_the_head_comparison_averages_seeds_and_keeps_the_best_rate():
             ("head", "mean", 1e-2, (0.80, 0.82)),
             ("head", "mean", 5e-3, (0.70, 0.70)),
             ("head", "pooler", 1e-2, (0.72, 0.74)),
+            ("head", "pooler", 5e-3, (0.60, 0.60)),
         ]
         for seed, accuracy in enumerate(accuracies)
     ]
-    comparison = protocol.head_comparison(runs)
-    assert comparison["seeds"].tolist() == [2, 2, 2]
+    # a search run: mean head, same rate, a third seed, but no pooler twin
+    lone = make_record(
+        "search",
+        method="head",
+        rank=None,
+        hparams={},
+        lr=1e-2,
+        accuracy=0.99,
+        eval_split="sentences",
+        head="mean",
+        seed=7,
+    )
+    comparison = protocol.head_comparison([*runs, lone])
+    assert comparison["seeds"].tolist() == [2, 2, 2, 2]
     best = protocol.best_head(comparison)
     assert best.loc["Head only", "mean"] == 81.0 and best.loc["Head only", "pooler"] == 73.0
     assert best.loc["Head only", "mean − pooler (points)"] == 8.0

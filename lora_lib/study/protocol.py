@@ -50,6 +50,8 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
                 "configuration": label_of(r.method, hparams.get("rank")) + "".join(f" + {t}" for t in extra),
                 "rule": scaling_rule(r.config) if r.method == "lora" else None,
                 "lr": r.config.lr,
+                "head": r.config.head,
+                "seed": r.config.seed,
                 "accuracy": round(r.metrics.dev_accuracy * 100, 2),
                 "trainable": r.params.trainable,
             }
@@ -156,7 +158,17 @@ def eval_curves(records: list[Record], method: str) -> pd.DataFrame:
 
 def head_comparison(records: list[Record]) -> pd.DataFrame:
     """The head comparison on the clean tuning slice: each method and head at each learning
-    rate, mean held-out accuracy (%) over its seeds; from runs scored on held-out sentences."""
+    rate, mean held-out accuracy (%) over its seeds. A run counts only beside its twin, the same
+    configuration and seed with the other head, so that the search's own mean-head runs (also
+    scored on held-out sentences) never tip one side."""
+    candidates = [r for r in records if r.metrics.eval_split == "sentences" and r.config.head in ("mean", "pooler")]
+
+    def twin_key(config: RunConfig) -> str:
+        return config.model_copy(update={"head": "auto", "run_id": "", "output_dir": ""}).model_dump_json()
+
+    heads_of: dict[str, set[str]] = {}
+    for r in candidates:
+        heads_of.setdefault(twin_key(r.config), set()).add(r.config.head)
     rows = [
         {
             "method": label_of(r.method),
@@ -165,11 +177,13 @@ def head_comparison(records: list[Record]) -> pd.DataFrame:
             "accuracy": r.metrics.dev_accuracy * 100,
             "trainable": r.params.trainable,
         }
-        for r in records
-        if r.metrics.eval_split == "sentences" and r.config.head in ("mean", "pooler")
+        for r in candidates
+        if len(heads_of[twin_key(r.config)]) == 2
     ]
     if not rows:
-        raise ValueError("no run scored on held-out sentences with a mean or pooler head: run lora-sweep heads.yml")
+        raise ValueError(
+            "no pair of runs scored on held-out sentences with the mean and the pooler head: run lora-sweep heads.yml"
+        )
     frame = pd.DataFrame(rows)
     return (
         frame.groupby(["method", "head", "lr"], sort=False)
