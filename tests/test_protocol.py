@@ -143,3 +143,61 @@ def test_the_clean_slice_leaves_no_held_out_sentence_inside_training(sst2_dir):
     old = protocol.slice_overlap("holdout", 2000, data_dir=sst2_dir)
     assert old["in_train"] > 1000  # the first study's random phrases mostly lie inside training
     assert old["dropped"] == 0 and old["validation_size"] == overlap["validation_size"] == 872
+
+
+def clean_run(run_id, method, lr, accuracy, rank=None, head="mean", seed=0, **hparams):
+    if rank is not None:
+        hparams = {"rank": rank, **hparams}
+    return make_record(
+        run_id,
+        method=method,
+        rank=rank,
+        lr=lr,
+        accuracy=accuracy,
+        eval_split="sentences",
+        head=head,
+        seed=seed,
+        hparams=hparams,
+        max_train_samples=10_000,
+        epochs=1.0,
+    )
+
+
+CLEAN = [
+    clean_run("full_a", "full", 3e-5, 0.80),
+    clean_run("full_b", "full", 6e-5, 0.85),
+    clean_run("full_c", "full", 1.2e-4, 0.83),
+    clean_run("lora1_a", "lora", 2e-3, 0.80, rank=1),
+    clean_run("lora1_b", "lora", 4e-3, 0.82, rank=1),
+    clean_run("lora8_a", "lora", 2e-3, 0.84, rank=8),
+    clean_run("lora8_b", "lora", 4e-3, 0.83, rank=8),
+    clean_run("q16", "lora", 2e-3, 0.81, rank=16, targets=["query"]),
+    clean_run("q16_b", "lora", 4e-3, 0.82, rank=16, targets=["query"]),
+    # not the search: the pooler head, a second seed, the first study's slice
+    clean_run("pooler", "full", 6e-5, 0.99, head="pooler"),
+    clean_run("seed1", "full", 6e-5, 0.99, seed=1),
+    search_run("old", "full", 6e-5, 0.99),
+]
+
+
+def test_the_clean_search_keeps_the_mean_head_at_seed_0_on_held_out_sentences():
+    search = protocol.clean_search(CLEAN)
+    assert sorted(search["run_id"]) == sorted(r.run_id for r in CLEAN[:9])
+    table = protocol.stage_table(search, stage=1, ranks=(1, 8))
+    assert list(table.columns) == ["Full fine-tuning", "LoRA r=1", "LoRA r=8"]  # not "LoRA r=16 on query"
+    assert table.loc["4e-3", "LoRA r=1"] == 82.0 and table.loc["3e-5", "LoRA r=8"] == ""
+
+
+def test_edges_say_where_each_best_rate_sits():
+    table = protocol.edges(protocol.clean_search(CLEAN))
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=1", "LoRA r=8", "LoRA r=16 on query"]
+    assert table["edge"].tolist() == ["inside", "highest", "lowest", "highest"]
+    assert table.loc["Full fine-tuning", "best"] == 6e-5 and table.loc["LoRA r=1", "tried"] == "2e-3, 4e-3"
+
+
+def test_a_rank_takes_the_rate_of_the_searched_rank_nearest_in_log2():
+    searched = {1: 1e-3, 8: 4e-3, 64: 8e-3}
+    assert [protocol.rate_for_rank(searched, r)[0] for r in (1, 2, 4, 8, 16, 32, 64)] == [1, 1, 8, 8, 8, 64, 64]
+    assert protocol.rate_for_rank(searched, 32) == (64, 8e-3)
+    with pytest.raises(ValueError, match="search.yml"):
+        protocol.rate_for_rank({}, 8)

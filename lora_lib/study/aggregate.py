@@ -12,10 +12,20 @@ import pandas as pd
 from lora_lib.registry import METHODS
 
 
-def label_of(method: str, rank=None) -> str:
-    """How tables and figures name a configuration: the registry's label, and LoRA's rank."""
+def label_of(method: str, rank=None, targets=None) -> str:
+    """How tables and figures name a configuration: the registry's label, and LoRA's rank and,
+    where they differ from the default (query and value), its targets: "LoRA r=8 + pooler.dense"
+    beside the default ones, "LoRA r=16 on query" instead of them."""
     name = METHODS[method].label if method in METHODS else method
-    return f"{name} r={int(rank)}" if method == "lora" and pd.notna(rank) else name
+    if method != "lora" or not pd.notna(rank):
+        return name
+    name = f"{name} r={int(rank)}"
+    default = list(METHODS["lora"].defaults["targets"])
+    if targets is None or list(targets) == default:
+        return name
+    if set(default) <= set(targets):
+        return name + "".join(f" + {t}" for t in targets if t not in default)
+    return f"{name} on {', '.join(targets)}"
 
 
 def format_lr(lr: float) -> str:

@@ -40,14 +40,13 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
     rows = []
     for r in (r for r in records if r.metrics.eval_split == eval_split):
         hparams = {**LORA_DEFAULTS, **r.config.hparams} if r.method == "lora" else r.config.hparams
-        extra = [t for t in hparams.get("targets", []) if t not in LORA_DEFAULTS["targets"]]
         rows.append(
             {
                 "run_id": r.run_id,
                 "stage": stage_of(r.config),
                 "method": r.method,
                 "rank": hparams.get("rank"),
-                "configuration": label_of(r.method, hparams.get("rank")) + "".join(f" + {t}" for t in extra),
+                "configuration": label_of(r.method, hparams.get("rank"), hparams.get("targets")),
                 "rule": scaling_rule(r.config) if r.method == "lora" else None,
                 "lr": r.config.lr,
                 "head": r.config.head,
@@ -59,27 +58,81 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _plain(search: pd.DataFrame) -> pd.DataFrame:
-    """The search rows of each method's own configuration (LoRA: r = 8, query and value, α = 16)."""
-    lora_ok = (search["configuration"] == "LoRA r=8") & (search["rule"] == "α = 16")
+def clean_search(records: list[Record]) -> pd.DataFrame:
+    """The second study's search (``search.yml``): the runs scored on the clean slice of held-out
+    sentences with the mean head, at the search's one seed. The head comparison's mean-head runs
+    at that seed are the same configurations, and count."""
+    search = search_table(records, eval_split="sentences")
+    return search[(search["head"] == "mean") & (search["seed"] == 0)].reset_index(drop=True)
+
+
+def _order(row) -> tuple:
+    """Registry order, then LoRA's rank, then the configuration's name."""
+    return method_order(row["method"]), row["rank"] if pd.notna(row["rank"]) else 0, row.name
+
+
+def _plain(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
+    """The search rows of each method's own configuration (LoRA: query and value, α = 16, at ``ranks``)."""
+    lora_ok = search["configuration"].isin([label_of("lora", r) for r in ranks]) & (search["rule"] == "α = 16")
     return search[(search["method"] != "lora") | lora_ok]
 
 
-def stage_table(search: pd.DataFrame, stage: int) -> pd.DataFrame:
-    """Held-out accuracy (%) of every candidate rate of a stage: a rate per row, a configuration per column."""
-    rows = _plain(search[search["stage"] == stage])
+def stage_table(search: pd.DataFrame, stage: int, ranks=(8,)) -> pd.DataFrame:
+    """Held-out accuracy (%) of every candidate rate of a stage: a rate per row, a configuration
+    per column (LoRA on query and value at ``ranks``)."""
+    rows = _plain(search[search["stage"] == stage], ranks)
     table = rows.pivot_table(index="lr", columns="configuration", values="accuracy")
-    order = sorted(table.columns, key=lambda c: method_order(rows[rows["configuration"] == c].iloc[0]["method"]))
+    first = rows.drop_duplicates("configuration").set_index("configuration")
+    order = sorted(table.columns, key=lambda c: _order(first.loc[c]))
     table = table[order].rename_axis(None, axis=1)
     table.index = [format_lr(lr) for lr in table.index]
     return table.round(2).astype(object).where(table.notna(), "").rename_axis("learning rate")
 
 
-def chosen_rates(search: pd.DataFrame) -> pd.DataFrame:
+def chosen_rates(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
     """Each configuration's best rate: from stage 2 where it ran, else from stage 1."""
-    rows = _plain(search).sort_values(["stage", "accuracy"])
+    rows = _plain(search, ranks).sort_values(["stage", "accuracy"])
     best = rows.groupby(["configuration", "stage"]).tail(1).drop_duplicates("configuration", keep="last")
     return best.set_index("configuration")[["stage", "lr", "accuracy"]]
+
+
+def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
+    """Per configuration of a stage: the rates tried, the best one and where it sits among them.
+    A best rate at the lowest or highest tried is on an edge: the range is extended that way."""
+    rows = []
+    for configuration, runs in search[search["stage"] == stage].groupby("configuration", sort=False):
+        runs = runs.sort_values("lr")
+        best = runs.loc[runs["accuracy"].idxmax()]
+        position = (
+            "lowest"
+            if best["lr"] == runs["lr"].iloc[0]
+            else "highest"
+            if best["lr"] == runs["lr"].iloc[-1]
+            else "inside"
+        )
+        rows.append(
+            {
+                "configuration": configuration,
+                "method": best["method"],
+                "rank": best["rank"],
+                "tried": ", ".join(format_lr(lr) for lr in runs["lr"]),
+                "best": best["lr"],
+                "accuracy": best["accuracy"],
+                "edge": position if len(runs) > 1 else "one rate",
+            }
+        )
+    frame = pd.DataFrame(rows).set_index("configuration", drop=False)
+    frame = frame.loc[sorted(frame.index, key=lambda c: _order(frame.loc[c]))]
+    return frame.drop(columns="configuration")
+
+
+def rate_for_rank(searched: dict[int, float], rank: int) -> tuple[int, float]:
+    """The rate a LoRA rank takes: that of the searched rank nearest in log2(rank), the lower
+    one on a tie. ``searched`` maps each searched rank to its chosen rate."""
+    if not searched:
+        raise ValueError("no searched rank to take a rate from: run the search (search.yml) first")
+    nearest = min(sorted(searched), key=lambda r: abs(np.log2(r) - np.log2(rank)))
+    return nearest, searched[nearest]
 
 
 def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.DataFrame:
