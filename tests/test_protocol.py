@@ -173,8 +173,9 @@ CLEAN = [
     clean_run("lora8_b", "lora", 4e-3, 0.83, rank=8),
     clean_run("q16", "lora", 2e-3, 0.81, rank=16, targets=["query"]),
     clean_run("q16_b", "lora", 4e-3, 0.82, rank=16, targets=["query"]),
-    # not the search: the pooler head, a second seed, the first study's slice
+    # not the search: the pooler head, a second seed, bf16, the first study's slice
     clean_run("pooler", "full", 6e-5, 0.99, head="pooler"),
+    clean_run("bf16", "full", 6e-5, 0.99, precision="bf16"),
     clean_run("seed1", "full", 6e-5, 0.99, seed=1),
     search_run("old", "full", 6e-5, 0.99),
 ]
@@ -201,3 +202,19 @@ def test_a_rank_takes_the_rate_of_the_searched_rank_nearest_in_log2():
     assert protocol.rate_for_rank(searched, 32) == (64, 8e-3)
     with pytest.raises(ValueError, match="search.yml"):
         protocol.rate_for_rank({}, 8)
+
+
+def test_the_search_figure_draws_each_configuration_and_fills_its_best_rate():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lora_lib.study import render
+
+    search = protocol.clean_search(CLEAN)
+    fig = render.search_curves(search, {"methods": ["Full fine-tuning", "LoRA r=8"], "weights": ["LoRA r=16 on query"]})
+    methods, weights = fig.axes
+    full_line, full_best, lora_line, lora_best = methods.get_lines()
+    assert list(full_line.get_ydata()) == [80.0, 85.0, 83.0] and list(full_best.get_xdata()) == [6e-5]
+    assert list(lora_best.get_ydata()) == [84.0] and len(weights.get_lines()) == 2
+    with pytest.raises(ValueError, match="LoRA r=64"):
+        render.search_curves(search, {"ranks": ["LoRA r=64"]})

@@ -51,6 +51,7 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
                 "lr": r.config.lr,
                 "head": r.config.head,
                 "seed": r.config.seed,
+                "precision": r.config.precision,
                 "accuracy": round(r.metrics.dev_accuracy * 100, 2),
                 "trainable": r.params.trainable,
             }
@@ -58,12 +59,13 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def clean_search(records: list[Record]) -> pd.DataFrame:
+def clean_search(records: list[Record], precision: str = "fp32") -> pd.DataFrame:
     """The second study's search (``search.yml``): the runs scored on the clean slice of held-out
-    sentences with the mean head, at the search's one seed. The head comparison's mean-head runs
-    at that seed are the same configurations, and count."""
+    sentences with the mean head, at the search's one seed and ``precision``. The head
+    comparison's mean-head runs at that seed are the same configurations, and count."""
     search = search_table(records, eval_split="sentences")
-    return search[(search["head"] == "mean") & (search["seed"] == 0)].reset_index(drop=True)
+    keep = (search["head"] == "mean") & (search["seed"] == 0) & (search["precision"] == precision)
+    return search[keep].reset_index(drop=True)
 
 
 def _order(row) -> tuple:

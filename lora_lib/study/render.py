@@ -136,6 +136,27 @@ def seed_spread(summary: pd.DataFrame, results: pd.DataFrame) -> Figure:
     return fig
 
 
+def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
+    """Held-out accuracy against the learning rate (log scale), a line per configuration, one
+    panel per entry of ``panels`` (title: configurations); each line's best rate is filled."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (title, configurations) in zip(axes[0], panels.items()):
+        for index, configuration in enumerate(configurations):
+            rows = search[search["configuration"] == configuration].sort_values("lr")
+            if rows.empty:
+                raise ValueError(f"no search run of {configuration!r}: run lora-sweep search.yml")
+            color, marker = COLORS[index % len(COLORS)], MARKERS[index % len(MARKERS)]
+            ax.plot(rows["lr"], rows["accuracy"], color=color, marker=marker, mfc="white", label=configuration)
+            best = rows.loc[rows["accuracy"].idxmax()]
+            ax.plot(best["lr"], best["accuracy"], color=color, marker=marker, markersize=9, linestyle="none")
+        ax.set(xscale="log", title=title, xlabel="learning rate (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower center")
+    axes[0][0].set_ylabel("held-out accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
 def _format_count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
