@@ -145,7 +145,7 @@ def test_the_clean_slice_leaves_no_held_out_sentence_inside_training(sst2_dir):
     assert old["dropped"] == 0 and old["validation_size"] == overlap["validation_size"] == 872
 
 
-def clean_run(run_id, method, lr, accuracy, rank=None, head="mean", seed=0, **hparams):
+def clean_run(run_id, method, lr, accuracy, rank=None, head="mean", seed=0, precision="fp32", **hparams):
     if rank is not None:
         hparams = {"rank": rank, **hparams}
     return make_record(
@@ -157,6 +157,7 @@ def clean_run(run_id, method, lr, accuracy, rank=None, head="mean", seed=0, **hp
         eval_split="sentences",
         head=head,
         seed=seed,
+        precision=precision,
         hparams=hparams,
         max_train_samples=10_000,
         epochs=1.0,
