@@ -11,6 +11,10 @@
 - ``normalised_spectrum(matrix, k)``: the top ``k`` singular values over the largest; and
   ``random_energy_captured(shape, ranks)``, ``energy_captured`` for a Gaussian matrix: what an
   update without any low-rank structure keeps.
+- ``amplification(delta, weight, r)``: ``||ΔW||_F / ||U^T W V^T||_F`` with ``U``, ``V`` the top
+  ``r`` singular directions of ``ΔW`` (the paper's section 7.3): how much the update amplifies
+  directions that ``W`` holds weakly; ``projection_norm(weight, u, v)`` for any ``U``, ``V``,
+  such as random ones.
 - ``update_singular_values(before, after)``: the spectrum of a full fine-tuning update,
   which ``lora_lib.study.train`` keeps in the record of every full fine-tuning run (the weights
   themselves are never saved).
@@ -107,3 +111,33 @@ def random_energy_captured(shape: tuple[int, int], ranks, seed: int = 0) -> dict
     generator = torch.Generator().manual_seed(seed)
     s = torch.linalg.svdvals(torch.randn(shape, generator=generator, dtype=torch.float64))
     return {rank: energy_captured(s, rank) for rank in ranks}
+
+
+def projection_norm(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> float:
+    """``||U^T W V^T||_F``: how much of ``weight`` (d_out x d_in) lies between the columns of
+    ``u`` (d_out x r) and the rows of ``v`` (r x d_in), both orthonormal."""
+    return float((u.T.double() @ weight.double() @ v.T.double()).norm())
+
+
+def amplification(delta: torch.Tensor, weight: torch.Tensor, rank: int) -> dict[str, float]:
+    """The LoRA paper's amplification factor ``||ΔW||_F / ||U^T W V^T||_F``, with ``U`` and ``V``
+    the top ``rank`` left and right singular vectors of ``delta``: how strongly the update
+    amplifies the directions it shares with ``weight``. Also both norms, and ``||W||_F``."""
+    u, _, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    along = projection_norm(weight, u[:, :rank], vh[:rank])
+    size = float(delta.double().norm())
+    return {
+        "delta_norm": size,
+        "weight_along_delta": along,
+        "weight_norm": float(weight.double().norm()),
+        "factor": size / along,
+    }
+
+
+def random_projection_norm(weight: torch.Tensor, rank: int, seed: int = 0) -> float:
+    """``projection_norm`` for random orthonormal ``U`` and ``V`` of ``rank`` columns: the baseline
+    the paper sets beside ``U`` and ``V`` from the update."""
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.linalg.qr(torch.randn(weight.shape[0], rank, generator=generator, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(weight.shape[1], rank, generator=generator, dtype=torch.float64))[0]
+    return projection_norm(weight, u, v.T)

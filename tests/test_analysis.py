@@ -5,9 +5,11 @@ import torch
 
 from lora_lib import apply_method, save_adapter
 from lora_lib.analysis import (
+    amplification,
     energy_captured,
     lora_updates,
     query_value_weights,
+    random_projection_norm,
     subspace_similarity,
     update_singular_values,
 )
@@ -69,3 +71,24 @@ def test_full_update_spectrum(tiny):
     spectra = update_singular_values(before, model)
     assert spectra[name][0] == pytest.approx(math.sqrt(32) * torch.arange(32.0).norm().item())
     assert max(spectra[name][1:]) < 1e-4 and max(spectra["bert.encoder.layer.1.attention.self.value.weight"]) == 0
+
+
+def test_amplification_by_hand():
+    weight = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    e = torch.eye(3)
+    # singular directions (u, v): (e1, e2) with 5, (e3, e1) with 2
+    delta = 5 * torch.outer(e[0], e[1]) + 2 * torch.outer(e[2], e[0])
+    one = amplification(delta, weight, rank=1)  # U^T W V^T = W[0, 1] = 1
+    assert one["weight_along_delta"] == pytest.approx(1.0) and one["factor"] == pytest.approx(math.sqrt(29))
+    two = amplification(delta, weight, rank=2)  # [[W01, W00], [W21, W20]] = [[1, 3], [0, 0]]
+    assert two["weight_along_delta"] == pytest.approx(math.sqrt(10))
+    assert two["factor"] == pytest.approx(math.sqrt(29 / 10)) and two["weight_norm"] == pytest.approx(math.sqrt(15))
+
+
+def test_random_projection_keeps_all_of_a_matrix_at_full_rank_and_scales_with_it():
+    weight = torch.randn(5, 5, generator=torch.Generator().manual_seed(1))
+    assert random_projection_norm(weight, rank=5) == pytest.approx(float(weight.norm()))
+    part = random_projection_norm(weight, rank=2, seed=3)
+    assert 0 < part < float(weight.norm()) and random_projection_norm(2 * weight, rank=2, seed=3) == pytest.approx(
+        2 * part
+    )

@@ -74,8 +74,11 @@ def _order(row) -> tuple:
 
 
 def _plain(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
-    """The search rows of each method's own configuration (LoRA: query and value, α = 16, at ``ranks``)."""
-    lora_ok = search["configuration"].isin([label_of("lora", r) for r in ranks]) & (search["rule"] == "α = 16")
+    """The search rows of each method's own configuration (LoRA: query and value, α = 16, at
+    ``ranks``; None: LoRA at α = 16 on any rank and targets)."""
+    lora_ok = search["rule"] == "α = 16"
+    if ranks is not None:
+        lora_ok &= search["configuration"].isin([label_of("lora", r) for r in ranks])
     return search[(search["method"] != "lora") | lora_ok]
 
 
