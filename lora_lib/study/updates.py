@@ -7,6 +7,9 @@
 - ``similarity_figure``, ``spectra`` and ``spectrum_figure``: the paper's section 7 on our runs.
 - ``full_update_energy(records, ranks)``: how much of full fine-tuning's update a rank-``r``
   approximation keeps, beside a matrix with no low-rank structure.
+- ``amplification_table(updates_by_rank, weights)``: the paper's section 7.3, how much the
+  learned update amplifies the directions of the pretrained weight it shares, and
+  ``update_norms(updates_by_rank, records)``: the size of LoRA's update beside full fine-tuning's.
 - ``published()`` and ``against_papers(summary)``: the papers' SST-2 numbers, and our gaps
   to full fine-tuning beside theirs.
 """
@@ -19,13 +22,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
 from lora_lib.analysis import (
+    amplification,
     energy_captured,
     lora_updates,
     normalised_spectrum,
     random_energy_captured,
+    random_projection_norm,
     random_subspace_similarity,
     similarity_grid,
     subspace_similarity,
@@ -175,6 +181,49 @@ def full_update_energy(records: list[Record], ranks=(1, 2, 4, 8, 16, 32, 64)) ->
         k: 100 * v for k, v in random_energy_captured((size, size), ranks).items()
     }
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=lambda rank: f"r = {rank}")
+
+
+def amplification_table(updates_by_rank: dict[int, Updates], weights: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """The LoRA paper's table 7 on our runs, one row per rank, each a mean over the adapted
+    matrices: ``||ΔW||_F``; ``||U^T W V^T||_F`` with ``U``, ``V`` the update's top-``r`` singular
+    directions, and with random ones; ``||W||_F``; and the amplification factor
+    ``||ΔW||_F / ||U^T W V^T||_F`` of those means. ``weights`` maps each adapted module's name to its
+    pretrained weight (``name`` or ``name.weight``)."""
+    rows = {}
+    for rank, updates in updates_by_rank.items():
+        cells = []
+        for name, update in updates.items():
+            weight = weights[name] if name in weights else weights[f"{name}.weight"]
+            cell = amplification(update["delta"], weight, rank)
+            cell["weight_along_random"] = random_projection_norm(weight, rank)
+            cells.append(cell)
+        frame = pd.DataFrame(cells)
+        rows[f"r = {rank}"] = {
+            "‖ΔW‖_F": frame["delta_norm"].mean(),
+            "‖UᵀWVᵀ‖_F, U and V of ΔW": frame["weight_along_delta"].mean(),
+            "‖UᵀWVᵀ‖_F, random U and V": frame["weight_along_random"].mean(),
+            "‖W‖_F": frame["weight_norm"].mean(),
+            # a ratio of the means: a mean of ratios is ruled by the matrices whose W hardly
+            # meets the update's directions
+            "amplification": frame["delta_norm"].mean() / frame["weight_along_delta"].mean(),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def update_norms(updates_by_rank: dict[int, Updates], records: list[Record]) -> pd.Series:
+    """``||ΔW||_F`` of the query and value updates, mean over the matrices: LoRA's at each rank
+    (one run each), then each full fine-tuning run's, from the spectrum its record keeps."""
+    sizes = {
+        f"LoRA r = {rank}": float(np.mean([float(u["delta"].double().norm()) for u in updates.values()]))
+        for rank, updates in updates_by_rank.items()
+    }
+    runs = [r for r in records if r.method == "full" and r.analysis and "full_update_singular_values" in r.analysis]
+    if not runs:
+        raise ValueError("no full fine-tuning record keeps its update's spectrum: run the grid first")
+    for record in sorted(runs, key=lambda r: r.run_id):
+        spectra_ = record.analysis["full_update_singular_values"].values()
+        sizes[f"full fine-tuning ({record.run_id})"] = float(np.mean([np.sqrt(np.sum(np.square(s))) for s in spectra_]))
+    return pd.Series(sizes, name="‖ΔW‖_F")
 
 
 # The papers' SST-2 numbers: the only numbers in the book that no record here produced.
