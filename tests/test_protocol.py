@@ -168,6 +168,9 @@ CLEAN = [
     clean_run("full_a", "full", 3e-5, 0.80),
     clean_run("full_b", "full", 6e-5, 0.85),
     clean_run("full_c", "full", 1.2e-4, 0.83),
+    clean_run("head_a", "head", 1e-3, 0.70),
+    clean_run("head_b", "head", 1e-2, 0.75),
+    clean_run("head_c", "head", 1e-1, 0.75),  # ties the best at the top edge
     clean_run("lora1_a", "lora", 2e-3, 0.80, rank=1),
     clean_run("lora1_b", "lora", 4e-3, 0.82, rank=1),
     clean_run("lora8_a", "lora", 2e-3, 0.84, rank=8),
@@ -184,16 +187,17 @@ CLEAN = [
 
 def test_the_clean_search_keeps_the_mean_head_at_seed_0_on_held_out_sentences():
     search = protocol.clean_search(CLEAN)
-    assert sorted(search["run_id"]) == sorted(r.run_id for r in CLEAN[:9])
+    assert sorted(search["run_id"]) == sorted(r.run_id for r in CLEAN[:12])
     table = protocol.stage_table(search, stage=1, ranks=(1, 8))
-    assert list(table.columns) == ["Full fine-tuning", "LoRA r=1", "LoRA r=8"]  # not "LoRA r=16 on query"
+    assert list(table.columns) == ["Full fine-tuning", "Head only", "LoRA r=1", "LoRA r=8"]  # not "LoRA r=16 on query"
     assert table.loc["4e-3", "LoRA r=1"] == 82.0 and table.loc["3e-5", "LoRA r=8"] == ""
 
 
 def test_edges_say_where_each_best_rate_sits():
     table = protocol.edges(protocol.clean_search(CLEAN))
-    assert list(table.index) == ["Full fine-tuning", "LoRA r=1", "LoRA r=8", "LoRA r=16 on query"]
-    assert table["edge"].tolist() == ["inside", "highest", "lowest", "highest"]
+    assert list(table.index) == ["Full fine-tuning", "Head only", "LoRA r=1", "LoRA r=8", "LoRA r=16 on query"]
+    assert table["edge"].tolist() == ["inside", "highest", "highest", "lowest", "highest"]
+    assert table.loc["Head only", "best"] == 1e-2  # the lower of the tied rates
     assert table.loc["Full fine-tuning", "best"] == 6e-5 and table.loc["LoRA r=1", "tried"] == "2e-3, 4e-3"
 
 

@@ -103,18 +103,16 @@ def chosen_rates(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
 
 def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
     """Per configuration of a stage: the rates tried, the best one and where it sits among them.
-    A best rate at the lowest or highest tried is on an edge: the range is extended that way."""
+    A best rate at the lowest or highest tried (or tied with the best there) is on an edge:
+    the range is extended that way."""
     rows = []
     for configuration, runs in search[search["stage"] == stage].groupby("configuration", sort=False):
         runs = runs.sort_values("lr")
-        best = runs.loc[runs["accuracy"].idxmax()]
-        position = (
-            "lowest"
-            if best["lr"] == runs["lr"].iloc[0]
-            else "highest"
-            if best["lr"] == runs["lr"].iloc[-1]
-            else "inside"
-        )
+        best = runs.loc[runs["accuracy"].idxmax()]  # the lowest of tied rates
+        top = runs["accuracy"] == best["accuracy"]
+        # an edge that ties the best counts as the best sitting there
+        position = [name for name, at in (("lowest", top.iloc[0]), ("highest", top.iloc[-1])) if at]
+        position = " and ".join(position) or "inside"
         rows.append(
             {
                 "configuration": configuration,
