@@ -1,0 +1,52 @@
+"""Paired comparisons from the predictions that records keep."""
+
+import numpy as np
+import pytest
+from conftest import make_record
+
+from lora_lib.study import paired
+from lora_lib.study.config import RunConfig
+from lora_lib.study.record import Predictions
+
+LABELS = [1, 0, 1, 1, 0, 0, 1, 0]
+
+
+def run(run_id, seed, predicted, **config):
+    return make_record(
+        run_id,
+        seed=seed,
+        predictions=Predictions(label=predicted, prob_positive=[0.5] * len(predicted)),
+        **config,
+    )
+
+
+def test_correct_is_seeds_by_sentences_in_seed_order():
+    runs = [run("b", 1, [0] * 8), run("a", 0, LABELS)]
+    assert paired.correct(runs, LABELS).tolist() == [[1] * 8, [0, 1, 0, 0, 1, 1, 0, 1]]
+
+
+def test_compare_by_hand():
+    a = [run("a0", 0, LABELS), run("a1", 1, LABELS)]  # every sentence right
+    b = [run("b0", 0, [1] * 8), run("b1", 1, [0] * 8)]  # 4 of 8 right each, 8 wrong in all
+    comparison = paired.compare(a, b, labels=LABELS)
+    assert comparison.difference.estimate == pytest.approx(50.0)
+    assert comparison.difference.low <= 50.0 <= comparison.difference.high
+    assert comparison.seeds_only.estimate == pytest.approx(50.0) and comparison.seeds == (2, 2)
+    assert (comparison.mcnemar.only_a, comparison.mcnemar.only_b) == (8, 0)
+    assert comparison.mcnemar.p_value == pytest.approx(2 * 0.5**8)
+
+
+def test_compare_refuses_what_cannot_be_paired():
+    with pytest.raises(ValueError, match="v1_s0"):
+        paired.compare([make_record("v1_s0")], [run("b", 0, LABELS)], labels=LABELS)
+    with pytest.raises(ValueError, match="different splits"):
+        paired.compare([run("a", 0, LABELS)], [run("b", 0, LABELS, eval_split="sentences")], labels=LABELS)
+    with pytest.raises(ValueError, match="short"):
+        paired.compare([run("short", 0, LABELS[:4])], [run("b", 0, LABELS)], labels=LABELS)
+
+
+def test_evaluation_labels_are_the_split_a_run_was_scored_on(sst2_dir):
+    validation = paired.evaluation_labels(RunConfig(data_dir=sst2_dir))
+    assert len(validation) == 872 and set(np.unique(validation)) == {0, 1}
+    held_out = paired.evaluation_labels(RunConfig(eval_split="sentences", holdout_size=1000, data_dir=sst2_dir))
+    assert len(held_out) == 1000
