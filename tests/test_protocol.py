@@ -223,3 +223,45 @@ def test_the_search_figure_draws_each_configuration_and_fills_its_best_rate():
     assert list(lora_best.get_ydata()) == [84.0] and len(weights.get_lines()) == 2
     with pytest.raises(ValueError, match="LoRA r=64"):
         render.search_curves(search, {"ranks": ["LoRA r=64"]})
+
+
+def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
+    from lora_lib.study.record import Predictions
+
+    labels = [1, 0] * 50
+
+    def grid_run(method, precision, seed, wrong, rank=None):
+        predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
+        return make_record(
+            f"{method}_{precision}_s{seed}",
+            method=method,
+            rank=rank,
+            hparams={"rank": rank} if rank else {},
+            seed=seed,
+            accuracy=1 - wrong / 100,
+            precision=precision,
+            eval_split="sentences",
+            head="mean",
+            seconds=600.0 if precision == "fp32" else 300.0,
+            predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
+        )
+
+    runs = [
+        *(grid_run("full", "fp32", s, 10) for s in range(3)),
+        *(grid_run("full", "bf16", s, 11) for s in range(3)),  # one sentence more wrong: -1 point
+        *(grid_run("lora", "fp32", s, 10, rank=8) for s in range(3)),
+        *(grid_run("lora", "bf16", s, 10, rank=8) for s in range(3)),
+        grid_run("bitfit", "fp32", 0, 10),  # no bf16 twin
+    ]
+    table = protocol.precision_comparison(runs, labels=labels)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    # one sentence of 100 more wrong: -1 point, and the sentences' resampling widens it below -1
+    assert table.loc["Full fine-tuning", "bf16 − fp32 (points)"].startswith("-1.00 [-")
+    assert table.loc["LoRA r=8", "bf16 − fp32 (points)"] == "0.00 [0.00, 0.00]"
+    assert (
+        table.loc["Full fine-tuning", "within the margin"] == "no"
+        and table.loc["LoRA r=8", "within the margin"] == "yes"
+    )
+    assert table.loc["LoRA r=8", "minutes fp32 / bf16"] == "10.0 / 5.0"
+    with pytest.raises(ValueError, match="precision.yml"):
+        protocol.precision_comparison(runs[-1:], labels=labels)

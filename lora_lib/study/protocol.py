@@ -13,10 +13,12 @@ import torch
 
 from lora_lib.registry import METHODS
 
+from . import paired
 from .aggregate import format_lr, label_of, method_order
 from .config import RunConfig
 from .data import HOLDOUT_SPLITS, inside_any, load_sst2
 from .record import Record
+from .stats import t_interval
 
 LORA_DEFAULTS = METHODS["lora"].defaults
 
@@ -270,3 +272,51 @@ def pooler_statistics(model) -> dict[str, float]:
             "pooler_weight_std": float(pooler.weight.std()),
             "query_weight_std": float(query.weight.std()),
         }
+
+
+# bf16 becomes the grid's precision only if, for every configuration compared, the 95% interval
+# of bf16's accuracy minus fp32's lies above -PRECISION_MARGIN points (the size of the study's
+# LoRA target); stated in precision.yml before its runs.
+PRECISION_MARGIN = 1.0
+
+
+def precision_comparison(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
+    """bf16 autocast against fp32 at the grid's schedule on the clean slice: per configuration
+    run in both, each precision's mean held-out accuracy with its t-interval over seeds, the
+    difference with the paired bootstrap's interval over seeds and sentences, McNemar's p, the
+    training minutes per run, and whether bf16 is within ``PRECISION_MARGIN`` points. The gold
+    ``labels`` of the slice are read from the data unless given."""
+    runs = [
+        r
+        for r in records
+        if r.metrics.eval_split == "sentences" and r.config.head == "mean" and stage_of(r.config) == 2
+    ]
+    groups: dict[str, dict[str, list[Record]]] = {}
+    for r in runs:
+        key = r.config.model_copy(update={"precision": "fp32", "seed": 0, "run_id": "", "output_dir": ""})
+        groups.setdefault(key.model_dump_json(), {}).setdefault(r.config.precision, []).append(r)
+    rows = []
+    for group in groups.values():
+        if set(group) != {"fp32", "bf16"}:
+            continue
+        fp32, bf16 = group["fp32"], group["bf16"]
+        first = fp32[0]
+        comparison = paired.compare(bf16, fp32, data_dir, labels)
+        rows.append(
+            {
+                "configuration": label_of(first.method, first.config.hparams.get("rank")),
+                "lr": format_lr(first.config.lr),
+                "seeds": f"{len(fp32)} / {len(bf16)}",
+                "fp32 (%)": str(t_interval([r.metrics.dev_accuracy for r in fp32])),
+                "bf16 (%)": str(t_interval([r.metrics.dev_accuracy for r in bf16])),
+                "bf16 − fp32 (points)": str(comparison.difference),
+                "McNemar p": round(comparison.mcnemar.p_value, 3),
+                "minutes fp32 / bf16": "{:.1f} / {:.1f}".format(
+                    *(np.mean([r.cost.train_seconds for r in side]) / 60 for side in (fp32, bf16))
+                ),
+                "within the margin": "yes" if comparison.difference.low > -PRECISION_MARGIN else "no",
+            }
+        )
+    if not rows:
+        raise ValueError("no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep precision.yml")
+    return pd.DataFrame(rows).set_index("configuration")
