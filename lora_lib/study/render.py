@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from .aggregate import label_of, method_order
 from .record import Record
@@ -150,8 +151,9 @@ def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
             best = rows.loc[rows["accuracy"].idxmax()]
             ax.plot(best["lr"], best["accuracy"], color=color, marker=marker, markersize=9, linestyle="none")
         ax.set(xscale="log", title=title, xlabel="learning rate (log scale)")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels overlap on a short range
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower center")
+        ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("held-out accuracy (%)")
     fig.tight_layout()
     return fig
