@@ -137,3 +137,16 @@ def test_paired_bootstrap_refuses_a_shape_mismatch(a, b):
     with pytest.raises(ValueError) as err:
         paired_bootstrap(a, b)
     assert str(a.shape) in str(err.value) and str(b.shape) in str(err.value)
+
+
+def test_the_bootstrap_interval_draws_seeds_and_sentences():
+    from lora_lib.study.stats import bootstrap_interval
+
+    # the seeds alone: as in the paired example by hand, 0 to 100
+    seeds = bootstrap_interval([[1], [0]], rounds=4_000)
+    assert (seeds.estimate, seeds.low, seeds.high) == (approx(50), approx(0), approx(100))
+    # the sentences alone: one seed, 2,000 sentences, 85% right; the binomial half-width is
+    # 1.96 * sqrt(0.85 * 0.15 / 2000) = 1.56 points
+    one = np.array([[1] * 1700 + [0] * 300])
+    result = bootstrap_interval(one, rounds=4_000)
+    assert result.estimate == approx(85) and (result.high - result.low) / 2 == pytest.approx(1.56, rel=0.1)
