@@ -36,6 +36,16 @@ def test_groups_follow_the_registry_order_then_the_rank():
     assert summary["label"].tolist() == ["Full fine-tuning", "BitFit", "LoRA r=2", "LoRA r=16"]
 
 
+def test_configurations_that_adapt_other_weights_are_named_by_them():
+    records = [
+        make_record("qv", rank=8),
+        make_record("q", rank=16, hparams={"rank": 16, "targets": ["query"]}),
+        make_record("all", rank=2, hparams={"rank": 2, "targets": ["query", "key", "value", "output.dense"]}),
+    ]
+    labels = summarize(results_table(records))["label"].tolist()
+    assert labels == ["LoRA r=2 + key + output.dense", "LoRA r=8", "LoRA r=16 on query"]
+
+
 def test_nothing_to_summarize_is_an_error():
     with pytest.raises(ValueError):
         summarize(results_table([]))

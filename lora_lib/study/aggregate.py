@@ -55,7 +55,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
                 "method": first["method"],
                 "rank": first["rank"],
                 "lr": first["lr"],
-                "label": label_of(first["method"], first["rank"]),
+                "label": label_of(first["method"], first["rank"], (first["hparams"] or {}).get("targets")),
                 "runs": len(runs),
                 "run_ids": tuple(runs["run_id"]),
                 "seeds": ",".join(str(s) for s in runs["seed"]),
