@@ -110,7 +110,8 @@ def run_title(record: Record) -> str:
     """A run page's title: its id, then what it ran."""
     config = record.config
     return (
-        f"{record.run_id}: {label_of(record.method, config.hparams.get('rank'))}, lr {format_lr(config.lr)}, "
+        f"{record.run_id}: {label_of(record.method, config.hparams.get('rank'), config.hparams.get('targets'))}, "
+        f"lr {format_lr(config.lr)}, "
         f"seed {config.seed}"
     )
 
