@@ -265,3 +265,19 @@ def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
     assert table.loc["LoRA r=8", "minutes fp32 / bf16"] == "10.0 / 5.0"
     with pytest.raises(ValueError, match="precision.yml"):
         protocol.precision_comparison(runs[-1:], labels=labels)
+
+
+def test_grid_rates_take_each_configurations_own_rate_and_the_nearest_searched_rank():
+    rates = protocol.grid_rates(protocol.clean_search(CLEAN), ranks=(1, 2, 4, 8))
+    assert list(rates.index) == [
+        "Full fine-tuning",
+        "Head only",
+        "LoRA r=1",
+        "LoRA r=2",
+        "LoRA r=4",
+        "LoRA r=8",
+        "LoRA r=16 on query",
+    ]
+    assert rates.loc["Full fine-tuning", "lr"] == 6e-5 and rates.loc["LoRA r=16 on query", "lr"] == 4e-3
+    assert rates.loc["LoRA r=2", "lr"] == 4e-3 and rates.loc["LoRA r=2", "from"] == "the rate of r=1"
+    assert rates.loc["LoRA r=4", "lr"] == 2e-3 and rates.loc["LoRA r=8", "from"] == "searched (stage 1)"

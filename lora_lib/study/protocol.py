@@ -98,9 +98,48 @@ def stage_table(search: pd.DataFrame, stage: int, ranks=(8,)) -> pd.DataFrame:
 
 def chosen_rates(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
     """Each configuration's best rate: from stage 2 where it ran, else from stage 1."""
-    rows = _plain(search, ranks).sort_values(["stage", "accuracy"])
+    # the lowest of tied rates last, as edges takes it
+    rows = _plain(search, ranks).sort_values(["stage", "accuracy", "lr"], ascending=[True, True, False])
     best = rows.groupby(["configuration", "stage"]).tail(1).drop_duplicates("configuration", keep="last")
     return best.set_index("configuration")[["stage", "lr", "accuracy"]]
+
+
+def grid_rates(search: pd.DataFrame, ranks=(1, 2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
+    """The rate each configuration of the grid takes, and where it comes from: its own search
+    (stage 2 where it ran, else stage 1), or for a LoRA rank on query and value that was not
+    searched, the rate of the searched rank nearest in log2 (``rate_for_rank``). Methods in
+    registry order, LoRA's ranks on query and value before its other targets."""
+    chosen = chosen_rates(search, ranks=None)
+    first = search.drop_duplicates("configuration").set_index("configuration")
+    plain = {label_of("lora", r): r for r in {*ranks, *search["rank"].dropna().astype(int)}}
+    searched = {plain[c]: lr for c, lr in chosen["lr"].items() if c in plain}
+    rows = [
+        {
+            "configuration": c,
+            "method": first.loc[c, "method"],
+            "rank": first.loc[c, "rank"],
+            "lr": row["lr"],
+            "from": f"searched (stage {int(row['stage'])})",
+        }
+        for c, row in chosen.iterrows()
+    ]
+    for rank in ranks:
+        if label_of("lora", rank) not in chosen.index:
+            nearest, lr = rate_for_rank(searched, rank)
+            rows.append(
+                {
+                    "configuration": label_of("lora", rank),
+                    "method": "lora",
+                    "rank": rank,
+                    "lr": lr,
+                    "from": f"the rate of r={nearest}",
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame["variant"] = ~frame["configuration"].isin(list(plain))
+    frame["order"] = frame["method"].map(method_order)
+    frame = frame.sort_values(["order", "variant", "rank", "configuration"], na_position="first")
+    return frame.set_index("configuration")[["lr", "from"]]
 
 
 def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
