@@ -50,3 +50,15 @@ def test_evaluation_labels_are_the_split_a_run_was_scored_on(sst2_dir):
     assert len(validation) == 872 and set(np.unique(validation)) == {0, 1}
     held_out = paired.evaluation_labels(RunConfig(eval_split="sentences", holdout_size=1000, data_dir=sst2_dir))
     assert len(held_out) == 1000
+
+
+def test_accuracy_intervals_set_the_sentences_error_beside_the_seeds():
+    # two seeds that agree exactly: no spread over the seeds, but 8 sentences are few
+    runs = [run("a0", 0, [1, 0, 1, 1, 0, 0, 1, 1]), run("a1", 1, [1, 0, 1, 1, 0, 0, 1, 1])]
+    for r in runs:
+        r.metrics.dev_accuracy = 7 / 8
+    table = paired.accuracy_intervals(runs, labels=LABELS)
+    assert len(table) == 1
+    seeds, both = table.iloc[0]["seeds"], table.iloc[0]["seeds and sentences"]
+    assert seeds.estimate == both.estimate == pytest.approx(87.5)
+    assert seeds.low == seeds.high == pytest.approx(87.5) and both.low < 87.5 <= both.high

@@ -3,6 +3,8 @@
 - ``evaluation_labels(config)``: the gold labels of the split a run was scored on (the
   validation split, or the tuning slice its ``eval_split`` and ``holdout_size`` hold out).
 - ``correct(records, labels)``: seeds x sentences, whether each run got each sentence right.
+- ``accuracy_intervals(records)``: each configuration's accuracy with its interval over the
+  seeds alone beside the one over seeds and sentences.
 - ``compare(a, b)``: A minus B with the paired bootstrap over seeds and sentences, McNemar's
   test on the pooled predictions, and the t-interval over the seeds alone beside them.
 """
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from .config import RunConfig
 from .data import HOLDOUT_SPLITS, load_sst2
 from .record import Record
-from .stats import Interval, McNemar, mcnemar, paired_bootstrap, welch_interval
+from .stats import Interval, McNemar, bootstrap_interval, mcnemar, paired_bootstrap, t_interval, welch_interval
 
 
 @lru_cache(maxsize=8)
@@ -79,3 +82,23 @@ def compare(a: list[Record], b: list[Record], data_dir: str | None = None, label
         mcnemar=mcnemar(correct_a, correct_b),
         seeds=(len(a), len(b)),
     )
+
+
+def accuracy_intervals(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
+    """Per configuration (``Record.group_key``): the mean accuracy's 95% interval over the seeds
+    alone (t) beside the one over seeds and sentences (bootstrap), which adds the evaluation
+    split's own sampling error. Records without predictions (schema version 1) are an error."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.group_key(), []).append(record)
+    rows = []
+    for group, runs in groups.items():
+        gold = evaluation_labels(runs[0].config, data_dir) if labels is None else labels
+        rows.append(
+            {
+                "group": group,
+                "seeds": t_interval([r.metrics.dev_accuracy for r in runs]),
+                "seeds and sentences": bootstrap_interval(correct(runs, gold)),
+            }
+        )
+    return pd.DataFrame(rows).set_index("group")
