@@ -242,7 +242,6 @@ def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
             precision=precision,
             eval_split="sentences",
             head="mean",
-            seconds=600.0 if precision == "fp32" else 300.0,
             predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
         )
 
@@ -262,7 +261,6 @@ def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
         table.loc["Full fine-tuning", "within the margin"] == "no"
         and table.loc["LoRA r=8", "within the margin"] == "yes"
     )
-    assert table.loc["LoRA r=8", "minutes fp32 / bf16"] == "10.0 / 5.0"
     with pytest.raises(ValueError, match="precision.yml"):
         protocol.precision_comparison(runs[-1:], labels=labels)
 

@@ -322,8 +322,9 @@ PRECISION_MARGIN = 1.0
 def precision_comparison(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
     """bf16 autocast against fp32 at the grid's schedule on the clean slice: per configuration
     run in both, each precision's mean held-out accuracy with its t-interval over seeds, the
-    difference with the paired bootstrap's interval over seeds and sentences, McNemar's p, the
-    training minutes per run, and whether bf16 is within ``PRECISION_MARGIN`` points. The gold
+    difference with the paired bootstrap's interval over seeds and sentences, McNemar's p, and
+    whether bf16 is within ``PRECISION_MARGIN`` points (speed is the benchmark's to measure: these
+    runs shared the machine with other work). The gold
     ``labels`` of the slice are read from the data unless given."""
     runs = [
         r
@@ -350,9 +351,6 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
                 "bf16 (%)": str(t_interval([r.metrics.dev_accuracy for r in bf16])),
                 "bf16 − fp32 (points)": str(comparison.difference),
                 "McNemar p": round(comparison.mcnemar.p_value, 3),
-                "minutes fp32 / bf16": "{:.1f} / {:.1f}".format(
-                    *(np.mean([r.cost.train_seconds for r in side]) / 60 for side in (fp32, bf16))
-                ),
                 "within the margin": "yes" if comparison.difference.low > -PRECISION_MARGIN else "no",
             }
         )
