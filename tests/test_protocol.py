@@ -261,6 +261,9 @@ def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
         table.loc["Full fine-tuning", "within the margin"] == "no"
         and table.loc["LoRA r=8", "within the margin"] == "yes"
     )
+    assert protocol.precision_decision(table).startswith("fp32: the difference leaves the margin for Full fine-tuning")
+    assert protocol.precision_decision(table.drop(index="Full fine-tuning")).startswith("fp32 for now")
+    assert protocol.precision_decision(table, needed=("LoRA r=8",)).startswith("bf16")
     with pytest.raises(ValueError, match="precision.yml"):
         protocol.precision_comparison(runs[-1:], labels=labels)
 

@@ -357,3 +357,15 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
     if not rows:
         raise ValueError("no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep precision.yml")
     return pd.DataFrame(rows).set_index("configuration")
+
+
+def precision_decision(comparison: pd.DataFrame, needed=("Full fine-tuning", "LoRA r=8")) -> str:
+    """The grid's precision from ``precision_comparison``'s table, by the rule stated in
+    precision.yml: bf16 if every configuration in ``needed`` stays within the margin."""
+    missing = [c for c in needed if c not in comparison.index]
+    if missing:
+        return f"fp32 for now: {', '.join(missing)} has not run in both precisions"
+    outside = [c for c in needed if comparison.loc[c, "within the margin"] != "yes"]
+    if outside:
+        return f"fp32: the difference leaves the margin for {', '.join(outside)}"
+    return "bf16: the difference stays within the margin for " + " and ".join(needed)
