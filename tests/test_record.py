@@ -33,12 +33,12 @@ def test_write_and_read_back(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["lora_r8_s0.json"]  # no temporary file left
 
 
-def test_a_v2_record_round_trips_with_its_predictions(tmp_path):
+def test_a_record_round_trips_with_its_predictions(tmp_path):
     predictions = Predictions(label=[1, 0, 1], prob_positive=[0.9, 0.2, 0.51])
     record = make_record(predictions=predictions)
     path = save_record(record, tmp_path)
     written = json.loads(path.read_text())
-    assert written["schema_version"] == SCHEMA_VERSION == 2
+    assert written["schema_version"] == SCHEMA_VERSION == 3
     assert written["predictions"] == {"label": [1, 0, 1], "prob_positive": [0.9, 0.2, 0.51]}
     loaded = load_record(path)
     assert loaded == record and loaded.predictions == predictions
@@ -55,7 +55,7 @@ def test_the_v1_records_of_the_study_load():
     assert len(records) >= 39 and {r.schema_version for r in records} >= {1}
 
 
-@pytest.mark.parametrize("version", [0, 3])
+@pytest.mark.parametrize("version", [0, 4])
 def test_an_unknown_schema_version_is_refused(tmp_path, version):
     data = json.loads(make_record().to_json())
     data["schema_version"] = version

@@ -46,6 +46,11 @@ def correct(records: list[Record], labels) -> np.ndarray:
                 f"run {record.run_id} keeps no per-sentence predictions (a record of schema version 1): "
                 "run it again to compare it sentence by sentence"
             )
+        if record.schema_version < 3:
+            raise ValueError(
+                f"run {record.run_id} keeps its predictions in a length-grouped order (schema version 2): "
+                "put them in the split's order with python -m lora_lib.study.repair FOLDER"
+            )
         predicted = np.asarray(record.predictions.label)
         if predicted.shape != labels.shape:
             raise ValueError(

@@ -4,7 +4,9 @@
 last, so a killed run leaves none), ``load_record`` validates it, and ``results_table``
 flattens records into the table that every summary starts from. Version 1 records (the
 first study) are read as they are: version 2 added the per-example predictions and the
-config's ``head``, which every version 1 run had as ``"frozen-pooler"``.
+config's ``head``, which every version 1 run had as ``"frozen-pooler"``. Version 3 keeps the
+predictions in the evaluation split's order: version 2's came in the length-grouped order of
+transformers 5's evaluation sampler (``python -m lora_lib.study.repair FOLDER`` puts them back).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from lora_lib.files import write_atomic
 
 from .config import RunConfig
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # The training loss a run ends on: the mean of its last logged losses (each already a mean over
 # ``logging_steps`` steps), so that one noisy log does not stand for the end of training.
 TAIL_LOGS = 10

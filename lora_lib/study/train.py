@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from lora_lib import METHODS, apply_method, count_parameters, load_model, save_adapter
@@ -103,6 +104,11 @@ class _MeasuredTrainer(Trainer):
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers 5 groups evaluation batches by length too, in an order set by the seed;
+        # the record keeps each sentence's prediction in the split's own order.
+        return SequentialSampler(eval_dataset)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.train_examples += len(inputs["input_ids"])
