@@ -61,9 +61,17 @@ def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
     assert sum(p == y for p, y in zip(predicted, labels)) / len(labels) == pytest.approx(record.metrics.dev_accuracy)
     assert all((p >= 0.5) == (label == 1) for p, label in zip(record.predictions.prob_positive, predicted))
 
-    model, _ = load_model("tiny-random", head=record.config.head)
+    set_seed(record.config.seed)  # the tiny model's frozen weights are drawn at load, as in the run
+    model, tokenizer = load_model("tiny-random", head=record.config.head)
     load_adapter(model, tmp_path / "lora_r4_s0.safetensors")
     assert model.applied_method == {"method": "lora", "hparams": hparams}
+    # the predictions are in the split's order: the saved model's probabilities for the first
+    # validation sentences, one at a time, are the record's first ones
+    sentences = [line.rsplit("\t", 1)[0] for line in open(f"{sst2_dir}/dev.tsv").read().splitlines()[1:6]]
+    model.eval()
+    with torch.no_grad():
+        probs = [torch.softmax(model(**tokenizer(s, return_tensors="pt")).logits, -1)[0, 1].item() for s in sentences]
+    assert probs == pytest.approx(record.predictions.prob_positive[:5], abs=1e-5)
 
 
 def test_a_run_never_replaces_a_record_unless_asked(small_sst2, tmp_path):
