@@ -282,3 +282,10 @@ def test_grid_rates_take_each_configurations_own_rate_and_the_nearest_searched_r
     assert rates.loc["Full fine-tuning", "lr"] == 6e-5 and rates.loc["LoRA r=16 on query", "lr"] == 4e-3
     assert rates.loc["LoRA r=2", "lr"] == 4e-3 and rates.loc["LoRA r=2", "from"] == "the rate of r=1"
     assert rates.loc["LoRA r=4", "lr"] == 2e-3 and rates.loc["LoRA r=8", "from"] == "searched (stage 1)"
+
+
+def test_a_second_stage_with_one_rate_does_not_choose():
+    one = [*CLEAN, clean_run("checked", "full", 1.2e-4, 0.90).model_copy(deep=True)]
+    one[-1].config.max_train_samples = None  # the grid's schedule: stage 2, at one rate only
+    chosen = protocol.chosen_rates(protocol.clean_search(one), ranks=None)
+    assert chosen.loc["Full fine-tuning", "stage"] == 1 and chosen.loc["Full fine-tuning", "lr"] == 6e-5

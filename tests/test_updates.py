@@ -126,7 +126,7 @@ def test_the_amplification_table_is_the_hand_example_and_update_norms_read_full_
     e = torch.eye(3)
     delta = 5 * torch.outer(e[0], e[1]) + 2 * torch.outer(e[2], e[0])  # directions (e1, e2) and (e3, e1)
     table = updates.amplification_table({1: {"q": {"delta": delta}}}, {"q.weight": weight})
-    assert table.loc["r = 1", "‖UᵀWVᵀ‖_F, U and V of ΔW"] == pytest.approx(1.0)  # W[0, 1]
+    assert table.loc["r = 1", "W along ΔW's directions"] == pytest.approx(1.0)  # W[0, 1]
     assert table.loc["r = 1", "amplification"] == pytest.approx(29**0.5)
     full = make_record(
         "full_s0", method="full", rank=None, analysis={"full_update_singular_values": {"a": [3.0, 4.0], "b": [1.0]}}

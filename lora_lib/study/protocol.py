@@ -97,9 +97,11 @@ def stage_table(search: pd.DataFrame, stage: int, ranks=(8,)) -> pd.DataFrame:
 
 
 def chosen_rates(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
-    """Each configuration's best rate: from stage 2 where it ran, else from stage 1."""
-    # the lowest of tied rates last, as edges takes it
-    rows = _plain(search, ranks).sort_values(["stage", "accuracy", "lr"], ascending=[True, True, False])
+    """Each configuration's best rate: from stage 2 where it tried two rates or more, else from stage 1."""
+    # stage 2 chooses only where it tried two rates or more; the lowest of tied rates last, as edges takes it
+    rows = _plain(search, ranks)
+    rows = rows[(rows["stage"] == 1) | (rows.groupby(["configuration", "stage"])["lr"].transform("nunique") > 1)]
+    rows = rows.sort_values(["stage", "accuracy", "lr"], ascending=[True, True, False])
     best = rows.groupby(["configuration", "stage"]).tail(1).drop_duplicates("configuration", keep="last")
     return best.set_index("configuration")[["stage", "lr", "accuracy"]]
 

@@ -199,10 +199,10 @@ def amplification_table(updates_by_rank: dict[int, Updates], weights: dict[str, 
             cells.append(cell)
         frame = pd.DataFrame(cells)
         rows[f"r = {rank}"] = {
-            "‖ΔW‖_F": frame["delta_norm"].mean(),
-            "‖UᵀWVᵀ‖_F, U and V of ΔW": frame["weight_along_delta"].mean(),
-            "‖UᵀWVᵀ‖_F, random U and V": frame["weight_along_random"].mean(),
-            "‖W‖_F": frame["weight_norm"].mean(),
+            "norm of ΔW": frame["delta_norm"].mean(),
+            "W along ΔW's directions": frame["weight_along_delta"].mean(),
+            "W along random directions": frame["weight_along_random"].mean(),
+            "norm of W": frame["weight_norm"].mean(),
             # a ratio of the means: a mean of ratios is ruled by the matrices whose W hardly
             # meets the update's directions
             "amplification": frame["delta_norm"].mean() / frame["weight_along_delta"].mean(),
@@ -223,7 +223,7 @@ def update_norms(updates_by_rank: dict[int, Updates], records: list[Record]) -> 
     for record in sorted(runs, key=lambda r: r.run_id):
         spectra_ = record.analysis["full_update_singular_values"].values()
         sizes[f"full fine-tuning ({record.run_id})"] = float(np.mean([np.sqrt(np.sum(np.square(s))) for s in spectra_]))
-    return pd.Series(sizes, name="‖ΔW‖_F")
+    return pd.Series(sizes, name="norm of ΔW")
 
 
 # The papers' SST-2 numbers: the only numbers in the book that no record here produced.
