@@ -99,9 +99,10 @@ class RunConfig(BaseModel):
         }
         return cls(**{k: v for k, v in flat.items() if k not in names}, hparams=hparams)
 
-    def group_key(self) -> str:
+    def group_key(self, ignoring: tuple[str, ...] = ()) -> str:
         """What runs that differ only in their seed share: the configuration without its seed,
-        its name and where it was written."""
-        fields = self.model_dump(exclude={"seed", "run_id", "output_dir", "data_dir", "device"})
+        its name and where it was written; and without the fields in ``ignoring`` too, for runs
+        compared across them (the head, the precision)."""
+        fields = self.model_dump(exclude={"seed", "run_id", "output_dir", "data_dir", "device", *ignoring})
         fields["hparams"] = {**METHODS[self.method].defaults, **self.hparams}
         return json.dumps(fields, sort_keys=True, default=list)

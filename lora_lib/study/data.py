@@ -141,6 +141,14 @@ def hold_out_sentences(train: Dataset, size: int, min_words: int = 8) -> tuple[D
 HOLDOUT_SPLITS = {"sentences": hold_out_sentences, "holdout": split_holdout}
 
 
+def evaluation_split(splits: DatasetDict, eval_split: str, holdout_size: int) -> tuple[Dataset, Dataset]:
+    """``(training set, evaluation split)`` of a run scored on ``eval_split``: a tuning slice held
+    out of the training set (``HOLDOUT_SPLITS``), or the validation split."""
+    if eval_split in HOLDOUT_SPLITS:
+        return HOLDOUT_SPLITS[eval_split](splits["train"], holdout_size)
+    return splits["train"], splits["validation"]
+
+
 def inside_any(phrases: list[str], corpus: list[str]) -> np.ndarray:
     """For each phrase, whether it occurs word for word inside some phrase of ``corpus``.
 

@@ -18,17 +18,14 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
-from .data import HOLDOUT_SPLITS, load_sst2
+from .data import evaluation_split, load_sst2
 from .record import Record
 from .stats import Interval, McNemar, bootstrap_interval, mcnemar, paired_bootstrap, t_interval, welch_interval
 
 
 @lru_cache(maxsize=8)
 def _labels(eval_split: str, holdout_size: int, data_dir: str | None) -> tuple[int, ...]:
-    splits = load_sst2(data_dir)
-    if eval_split in HOLDOUT_SPLITS:
-        return tuple(HOLDOUT_SPLITS[eval_split](splits["train"], holdout_size)[1]["label"])
-    return tuple(splits["validation"]["label"])
+    return tuple(evaluation_split(load_sst2(data_dir), eval_split, holdout_size)[1]["label"])
 
 
 def evaluation_labels(config: RunConfig, data_dir: str | None = None) -> np.ndarray:

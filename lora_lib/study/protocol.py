@@ -262,10 +262,10 @@ def head_comparison(records: list[Record]) -> pd.DataFrame:
     scored on held-out sentences) never tip one side."""
     candidates = [r for r in records if r.metrics.eval_split == "sentences" and r.config.head in ("mean", "pooler")]
 
-    def twin_key(config: RunConfig) -> str:
-        return config.model_copy(update={"head": "auto", "run_id": "", "output_dir": ""}).model_dump_json()
+    def twin_key(config: RunConfig) -> tuple[str, int]:
+        return config.group_key(ignoring=("head",)), config.seed
 
-    heads_of: dict[str, set[str]] = {}
+    heads_of: dict[tuple[str, int], set[str]] = {}
     for r in candidates:
         heads_of.setdefault(twin_key(r.config), set()).add(r.config.head)
     rows = [
@@ -335,8 +335,7 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
     ]
     groups: dict[str, dict[str, list[Record]]] = {}
     for r in runs:
-        key = r.config.model_copy(update={"precision": "fp32", "seed": 0, "run_id": "", "output_dir": ""})
-        groups.setdefault(key.model_dump_json(), {}).setdefault(r.config.precision, []).append(r)
+        groups.setdefault(r.config.group_key(ignoring=("precision",)), {}).setdefault(r.config.precision, []).append(r)
     rows = []
     for group in groups.values():
         if set(group) != {"fp32", "bf16"}:

@@ -25,7 +25,7 @@ from lora_lib.models import resolve_head
 from lora_lib.params import decay_parameter_names
 
 from .config import RunConfig
-from .data import HOLDOUT_SPLITS, PadPerBatch, load_sst2, subsample, tokenize
+from .data import PadPerBatch, evaluation_split, load_sst2, subsample, tokenize
 from .machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss, resolve_device
 from .record import SCHEMA_VERSION, Predictions, Record, save_record
 
@@ -125,12 +125,7 @@ class _MeasuredTrainer(Trainer):
 
 def prepare_data(config: RunConfig, tokenizer):
     """The tokenized training set and evaluation split that ``config`` asks for."""
-    splits = load_sst2(config.data_dir)
-    train = splits["train"]
-    if config.eval_split in HOLDOUT_SPLITS:
-        train, evaluation = HOLDOUT_SPLITS[config.eval_split](train, config.holdout_size)
-    else:
-        evaluation = splits["validation"]
+    train, evaluation = evaluation_split(load_sst2(config.data_dir), config.eval_split, config.holdout_size)
     train = subsample(train, config.max_train_samples, config.seed)
     return tokenize(train, tokenizer, config.max_length), tokenize(evaluation, tokenizer, config.max_length)
 
