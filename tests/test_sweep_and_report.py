@@ -148,6 +148,14 @@ def test_grid_expansion(tmp_path):
     assert grid.notebook == tmp_path / "book" / "train.ipynb"
 
 
+def test_an_entry_runs_its_own_seeds(tmp_path):
+    path = write_grid(tmp_path, [{"method": "head"}, {"method": "bitfit", "seeds": [3, 4]}], seeds=[0])
+    assert [r.run_id for r in sweep.expand(path).runs] == ["head_s0", "bitfit_s3", "bitfit_s4"]
+    with pytest.raises(sweep.GridError) as err:
+        sweep.expand(write_grid(tmp_path, [{"method": "head", "seeds": 3}]))
+    assert "seeds" in str(err.value)
+
+
 def test_the_notebook_and_the_outputs_are_found_from_the_grid_file(tmp_path):
     make_checkout(tmp_path)
     (tmp_path / "grids").mkdir()

@@ -25,7 +25,7 @@ The grid file::
 
 Run ids are the method, ``_r<rank>`` wherever a rank is given, ``_<key><value>`` for any
 other key given as a list, and ``_s<seed>``: ``lora_r8_s0``. An entry may set ``name`` to use instead
-of the method in its ids.
+of the method in its ids, and ``seeds`` to run other seeds than the file's.
 """
 
 from __future__ import annotations
@@ -95,12 +95,15 @@ def expand(path: str | Path) -> Grid:
             raise GridError(f"{path}: run entry {number} needs a 'method', got {entry!r}")
         entry = dict(entry)
         name = entry.pop("name", entry["method"])
+        entry_seeds = entry.pop("seeds", seeds)
+        if not isinstance(entry_seeds, list) or not all(isinstance(s, int) for s in entry_seeds):
+            raise GridError(f"{path}: run entry {number}'s seeds must be a list of integers, got {entry_seeds!r}")
         varying = [k for k, v in entry.items() if isinstance(v, list)]
         for values in itertools.product(*(entry[k] for k in varying)):
             chosen = dict(zip(varying, values))
             named = {k: v for k, v in {**entry, **chosen}.items() if k in ID_PREFIX or k in chosen}
             suffix = "".join(f"_{ID_PREFIX.get(k, k)}{v}" for k, v in named.items())
-            for seed in seeds:
+            for seed in entry_seeds:
                 run_id = f"{name}{suffix}_s{seed}"
                 if run_id in runs:
                     raise GridError(f"{path}: run id {run_id} comes out twice; give one of the entries a 'name'")
