@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -376,6 +377,28 @@ def test_commit_each_finished_run(swept, tmp_path):
         "executed/lora_r2_s0.json",
         "executed/lora_r2_s0.safetensors",
     ]
+
+
+def test_a_commit_waits_out_a_locked_index(tmp_path, monkeypatch):
+    repo, executed = tmp_path, tmp_path / "executed"
+    executed.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for key, value in [("user.name", "test"), ("user.email", "test@example.com")]:
+        subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
+    (executed / "head_s0.json").write_text("{}")
+    lock = repo / ".git" / "index.lock"  # another git process is committing
+    lock.touch()
+    monkeypatch.setattr(sweep, "GIT_RETRY_SECONDS", 0.5)
+    threading.Timer(1.0, lock.unlink).start()
+    sweep.commit_run("head_s0", executed)
+    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True).stdout
+    assert log.split() == ["Record", "run", "head_s0"]
+    (executed / "head_s1.json").write_text("{}")
+    lock.touch()  # and this time it stays
+    monkeypatch.setattr(sweep, "GIT_RETRY_SECONDS", 0.01)
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        sweep.commit_run("head_s1", executed)
+    assert "index.lock" in err.value.stderr
 
 
 def test_readme_results_section_is_generated(swept, tmp_path):

@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,9 @@ SUPERSEDED = "superseded"  # where a run's earlier files go when a changed grid 
 # A run whose kernel never started is started again, up to this many times in all.
 KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
 KERNEL_START_ATTEMPTS = 3
+# A commit that finds the index locked by another git process tries again this often, this far apart.
+GIT_ATTEMPTS = 5
+GIT_RETRY_SECONDS = 3
 
 
 class GridError(ValueError):
@@ -240,10 +244,21 @@ def commit_run(run_id: str, folder: Path) -> None:
     with whatever earlier version of it went to ``superseded/``."""
     files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
     files += [str(p) for p in sorted((folder / SUPERSEDED).rglob(f"{run_id}.*"))]
-    subprocess.run(["git", "add", "--", *files], cwd=folder, check=True, capture_output=True)
-    subprocess.run(
-        ["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files], cwd=folder, check=True, capture_output=True
-    )
+    for command in (["git", "add", "--", *files], ["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files]):
+        _git(command, folder)
+
+
+def _git(command: list[str], folder: Path, attempts: int = GIT_ATTEMPTS) -> None:
+    """Run a git command, waiting out another git process's lock on the index (someone
+    committing by hand while a long sweep runs) before giving up."""
+    for attempt in range(1, attempts + 1):
+        try:
+            subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True)
+            return
+        except subprocess.CalledProcessError as err:
+            if "index.lock" not in (err.stderr or "") or attempt == attempts:
+                raise
+            time.sleep(GIT_RETRY_SECONDS)
 
 
 def sweep(
