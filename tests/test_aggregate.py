@@ -5,7 +5,8 @@ import math
 import pytest
 from conftest import make_record
 
-from lora_lib.study.aggregate import label_of, summarize
+from lora_lib.registry import METHODS
+from lora_lib.study.aggregate import config_label, label_of, summarize
 from lora_lib.study.record import results_table
 
 
@@ -58,3 +59,11 @@ def test_label_of():
     assert label_of("lora", 8, ["query", "value"]) == "LoRA r=8"
     assert label_of("lora", 8, ["query", "value", "pooler.dense"]) == "LoRA r=8 + pooler.dense"
     assert label_of("lora", 16, ["query"]) == "LoRA r=16 on query"
+
+
+def test_config_label_fills_in_the_methods_defaults():
+    assert config_label("lora", {}) == label_of("lora", METHODS["lora"].defaults["rank"])
+    assert config_label("lora", {"rank": 16, "targets": ["query"]}) == "LoRA r=16 on query"
+    assert config_label("lora", {"targets": ["value"]}) == f"LoRA r={METHODS['lora'].defaults['rank']} on value"
+    assert config_label("houlsby", {"reduction_factor": 8}) == "Houlsby"
+    assert config_label("not-registered", None) == "not-registered"

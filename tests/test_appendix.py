@@ -66,10 +66,10 @@ def test_learning_rates_are_in_scientific_notation(lr, text):
 def test_only_hyperparameters_off_their_defaults_are_named():
     assert hyperparameter_text(_record("lora_r8_s0", rank=8)) == ""  # the rank is in the label
     assert hyperparameter_text(_record("a_s0", rank=1, alpha=2)) == "alpha=2"
-    assert (
-        hyperparameter_text(_record("b_s0", rank=8, targets=["query", "value", "pooler.dense"]))
-        == "targets=query, value, pooler.dense"
-    )
+    # the targets are in the label too: the index's method column names them
+    pooler = _record("b_s0", rank=8, alpha=2, targets=["query", "value", "pooler.dense"])
+    assert hyperparameter_text(pooler) == "alpha=2"
+    assert run_title(pooler).startswith("b_s0: LoRA r=8 + pooler.dense, ")
     assert hyperparameter_text(_record("houlsby_s0", method="houlsby", reduction_factor=16)) == ""
     # the run's other settings too, where they differ from RunConfig's defaults, but not those with a column
     assert (

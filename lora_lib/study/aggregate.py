@@ -28,6 +28,14 @@ def label_of(method: str, rank=None, targets=None) -> str:
     return f"{name} on {', '.join(targets)}"
 
 
+def config_label(method: str, hparams: dict | None) -> str:
+    """``label_of`` a run's method and hyperparameters, the method's defaults standing in for any
+    hyperparameter the run leaves out: the one way every table, figure and title names a run."""
+    given = dict(hparams or {})
+    known = {**METHODS[method].defaults, **given} if method in METHODS else given
+    return label_of(method, known.get("rank"), known.get("targets"))
+
+
 def format_lr(lr: float) -> str:
     """A learning rate in scientific notation without padding: ``2e-3``, ``1.2e-4``."""
     mantissa, exponent = f"{lr:.3e}".split("e")
@@ -55,7 +63,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
                 "method": first["method"],
                 "rank": first["rank"],
                 "lr": first["lr"],
-                "label": label_of(first["method"], first["rank"], (first["hparams"] or {}).get("targets")),
+                "label": config_label(first["method"], first["hparams"]),
                 "runs": len(runs),
                 "run_ids": tuple(runs["run_id"]),
                 "seeds": ",".join(str(s) for s in runs["seed"]),

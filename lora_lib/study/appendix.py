@@ -26,7 +26,7 @@ import pandas as pd
 
 from lora_lib.registry import METHODS
 
-from .aggregate import format_lr, label_of, method_order
+from .aggregate import config_label, format_lr, method_order
 from .config import RunConfig
 from .record import Record, load_record, load_records
 
@@ -84,14 +84,14 @@ COLUMNS = [
 
 def hyperparameter_text(record: Record) -> str:
     """What a run changed from the defaults, beyond what the index's other columns show: the
-    method's hyperparameters against the registry's defaults (LoRA's rank left out: the label
-    has it), then the run's other settings against ``RunConfig``'s (``batch_size``, ``head``,
+    method's hyperparameters against the registry's defaults (LoRA's rank and targets left out:
+    the label has them), then the run's other settings against ``RunConfig``'s (``batch_size``, ``head``,
     ...): ``alpha=32; use_rslora=True``; ``""`` where all are defaults."""
     defaults = METHODS[record.method].defaults if record.method in METHODS else {}
     changed = {
         name: value
         for name, value in record.config.hparams.items()
-        if not (name == "rank" and record.method == "lora") and value != _listed(defaults.get(name))
+        if not (name in ("rank", "targets") and record.method == "lora") and value != _listed(defaults.get(name))
     }
     config = record.config.model_dump()
     changed |= {
@@ -110,9 +110,7 @@ def run_title(record: Record) -> str:
     """A run page's title: its id, then what it ran."""
     config = record.config
     return (
-        f"{record.run_id}: {label_of(record.method, config.hparams.get('rank'), config.hparams.get('targets'))}, "
-        f"lr {format_lr(config.lr)}, "
-        f"seed {config.seed}"
+        f"{record.run_id}: {config_label(record.method, config.hparams)}, lr {format_lr(config.lr)}, seed {config.seed}"
     )
 
 
@@ -162,12 +160,11 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
     rows = []
     for set_name, path, record in run_records(folder):
         config = record.config
-        rank = config.hparams.get("rank")
         rows.append(
             {
                 "set": set_name,
                 "run": record.run_id,
-                "method": label_of(record.method, rank),
+                "method": config_label(record.method, config.hparams),
                 "hyperparameters": hyperparameter_text(record),
                 "lr": format_lr(config.lr),
                 "training": _training(record),
@@ -179,7 +176,7 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
                 "_order": (
                     list(SETS).index(set_name),
                     method_order(record.method),
-                    rank or 0,
+                    config.hparams.get("rank") or 0,
                     config.epochs,
                     config.lr,
                     config.seed,

@@ -14,7 +14,7 @@ import torch
 from lora_lib.registry import METHODS
 
 from . import paired
-from .aggregate import format_lr, label_of, method_order
+from .aggregate import config_label, format_lr, label_of, method_order
 from .config import RunConfig
 from .data import HOLDOUT_SPLITS, inside_any, load_sst2
 from .record import Record
@@ -48,7 +48,7 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
                 "stage": stage_of(r.config),
                 "method": r.method,
                 "rank": hparams.get("rank"),
-                "configuration": label_of(r.method, hparams.get("rank"), hparams.get("targets")),
+                "configuration": config_label(r.method, r.config.hparams),
                 "rule": scaling_rule(r.config) if r.method == "lora" else None,
                 "lr": r.config.lr,
                 "head": r.config.head,
@@ -345,7 +345,7 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
         comparison = paired.compare(bf16, fp32, data_dir, labels)
         rows.append(
             {
-                "configuration": label_of(first.method, first.config.hparams.get("rank")),
+                "configuration": config_label(first.method, first.config.hparams),
                 "lr": format_lr(first.config.lr),
                 "seeds": f"{len(fp32)} / {len(bf16)}",
                 "fp32 (%)": str(t_interval([r.metrics.dev_accuracy for r in fp32])),
