@@ -12,6 +12,7 @@ from lora_lib.study import sweep as sweep_module
 from lora_lib.study.appendix import (
     IndexTable,
     format_lr,
+    grid_progress,
     heading,
     hyperparameter_text,
     retitle_folder,
@@ -92,6 +93,9 @@ def runs(tmp_path):
     save_record(_record("lora_r8_lr0.004_s0", rank=8, lr=4e-3), folder / "tuning")
     save_record(_record("lora_r1_s0", rank=1, lr=4e-3), folder / "superseded")
     save_record(_record("lora_r1_s0", rank=1, lr=8e-3), folder / "superseded" / "2")
+    save_record(_record("head_s0", method="head", lr=1e-2), folder / "v1")
+    save_record(_record("head_s0", method="head", lr=3e-3), folder / "v1" / "superseded")
+    (folder / "failed").mkdir()  # a failed run's notebook, never a record
     return folder
 
 
@@ -102,18 +106,34 @@ def test_the_index_has_every_run_in_its_set_and_order(runs):
         "lora_r8_s0",
         "lora_r8_s1",
         "lora_r8_lr0.004_s0",
+        "head_s0",
+        "head_s0",
         "lora_r1_s0",
         "lora_r1_s0",
     ]
-    assert index["set"].tolist() == ["grid"] * 3 + ["tuning"] + ["superseded"] * 2
-    assert index["page"].tolist()[-3:] == [
+    assert index["set"].tolist() == ["grid"] * 3 + ["tuning", "v1"] + ["superseded"] * 3
+    assert index["page"].tolist()[-5:] == [
         "executed/tuning/lora_r8_lr0.004_s0",
+        "executed/v1/head_s0",
+        "executed/v1/superseded/head_s0",
         "executed/superseded/lora_r1_s0",
         "executed/superseded/2/lora_r1_s0",
     ]
     first, last = index.iloc[0], index.iloc[2]
     assert (first["method"], first["lr"], first["time (min)"]) == ("Full fine-tuning", "1.2e-4", 15.0)
     assert (last["method"], last["seed"], last["accuracy (%)"]) == ("LoRA r=8", 1, 88.12)
+
+
+def test_the_grid_says_how_far_it_has_got(runs, tmp_path):
+    grid = tmp_path / "experiments.yml"
+    grid.write_text('{"runs": [{"method": "full", "lr": 1.2e-4}, {"method": "lora", "rank": 8}], "seeds": [0, 1, 2]}')
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "train.ipynb").write_text("{}")
+    index = run_index(runs)
+    assert grid_progress(grid, index).startswith("3 of the 6 runs of `experiments.yml` have finished")
+    grid.write_text('{"runs": [{"method": "full", "lr": 1.2e-4}, {"method": "lora", "rank": 8}], "seeds": [0]}')
+    progress = grid_progress(grid, index)
+    assert progress.startswith("All 2 runs") and "lora_r8_s1" in progress
 
 
 def test_an_empty_folder_has_no_index(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from conftest import make_record
 
 from lora_lib.study.record import (
+    REPORTED,
     SCHEMA_VERSION,
     Predictions,
     Record,
@@ -21,7 +22,7 @@ from lora_lib.study.record import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-EXECUTED = REPO / "executed"
+EXECUTED = REPO / REPORTED
 
 
 def test_write_and_read_back(tmp_path):

@@ -415,6 +415,8 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     written = report.write_report(executed, tmp_path / "report", readme=readme)
     assert written["readme"] == [readme] and "| BitFit |" in readme.read_text()
     assert "(report/accuracy_vs_params.png)" in readme.read_text()  # relative to the README
+    source = Path(os.path.relpath(executed, tmp_path)).as_posix()  # and so is the command that wrote it
+    assert f"generated from `{source}/` by `lora-report {source} --out report --readme README.md`" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError) as err:
         report.update_readme(readme, summarize(load_results(executed)))

@@ -17,9 +17,9 @@ from lora_lib.analysis import (
     subspace_similarity,
 )
 from lora_lib.study import updates
-from lora_lib.study.record import load_records
+from lora_lib.study.record import REPORTED, load_records
 
-EXECUTED = Path(__file__).resolve().parent.parent / "executed"
+EXECUTED = Path(__file__).resolve().parent.parent / REPORTED
 
 
 def test_the_similarity_grid_is_subspace_similarity_at_every_i_and_j():

@@ -1,10 +1,11 @@
 """The book's appendix: an index of every run, and run pages titled by what they ran.
 
 - ``run_index(folder)``: one row per record under ``folder`` (``executed/``): the grid's runs,
-  the learning-rate search's (``tuning/``) and the runs a changed grid replaced
-  (``superseded/``), with the method as the registry labels it, the hyperparameters that
+  the learning-rate search's (``tuning/``), the first study's (``v1/``, archived) and the runs
+  a changed grid replaced (``superseded/``), with the method as the registry labels it, the hyperparameters that
   differ from the method's defaults, the learning rate in scientific notation, the seed, the
   accuracy and the training time.
+- ``grid_progress(grid_file, index)``: how many of a grid's runs have finished, in a sentence.
 - ``IndexTable(frame)``: that table as the book shows it, a link to each run's page in the
   HTML and a plain table (run ids as text) in the PDF, which carries no run pages.
 - ``retitle_notebook(path, record)``: replace the template's title and prose at the top of an
@@ -28,10 +29,12 @@ from lora_lib.registry import METHODS
 
 from .aggregate import config_label, format_lr, method_order
 from .config import RunConfig
-from .record import Record, load_record, load_records
+from .record import ARCHIVE, Record, load_record, load_records
 
-# The sets of runs, in the order the appendix shows them, and the subfolder each lives in.
-SETS = {"grid": None, "tuning": "tuning", "superseded": "superseded"}
+# The sets of runs, in the order the appendix shows them, and the subfolder each lives in: the
+# grid's at the top, the search's, the first study's (archived), and runs a changed grid replaced
+# (under any of them).
+SETS = {"grid": None, "tuning": "tuning", "v1": ARCHIVE, "superseded": "superseded"}
 # What a run's page says under its title: where the notebook came from. The link is relative to
 # the book's source folder, so that it holds wherever the sweep puts (or later moves) the run.
 TEMPLATE_LINK = "/train.md"
@@ -130,25 +133,23 @@ def _scored_on(record: Record) -> str:
 
 def _set_of(path: Path, folder: Path) -> str | None:
     """Which set a record under ``folder`` belongs to (``None``: not one the appendix shows)."""
-    parts = path.relative_to(folder).parts
-    if len(parts) == 1:
+    parts = path.relative_to(folder).parts[:-1]
+    if "superseded" in parts:
+        return "superseded"
+    if not parts:
         return "grid"
-    return next((name for name, sub in SETS.items() if sub == parts[0]), None)
+    return next((name for name, sub in SETS.items() if (sub,) == parts), None)
 
 
 def run_records(folder: str | Path) -> list[tuple[str, Path, Record]]:
     """``(set, record path, record)`` for every record under ``folder``: the grid's at its top,
-    the search's in ``tuning/``, the replaced ones anywhere under ``superseded/``."""
+    the search's in ``tuning/``, the first study's in ``v1/``, the replaced ones anywhere under
+    a ``superseded/``."""
     folder = Path(folder)
-    found = [(folder, load_records(folder))]
-    found += [(sub, load_records(sub)) for sub in [folder / "tuning"] if sub.is_dir()]
-    superseded = folder / "superseded"
-    if superseded.is_dir():
-        found += [(sub, load_records(sub)) for sub in sorted({p.parent for p in superseded.rglob("*.json")})]
+    places = sorted({folder, *(p.parent for p in folder.rglob("*.json"))})
+    found = [(where, _set_of(where / "x.json", folder)) for where in places]
     return [
-        (_set_of(where / f"{r.run_id}.json", folder), where / f"{r.run_id}.json", r)
-        for where, records in found
-        for r in records
+        (name, where / f"{r.run_id}.json", r) for where, name in found if name is not None for r in load_records(where)
     ]
 
 
@@ -190,6 +191,24 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def grid_progress(grid_file: str | Path, index: pd.DataFrame) -> str:
+    """How far a grid has got, as a sentence: its runs with a record among ``run_index``'s grid
+    set, and any grid-set run the file no longer lists."""
+    from .sweep import expand  # the sweep imports this module to title its runs
+
+    planned = {run.run_id for run in expand(grid_file).runs}
+    done = set(index.loc[index["set"] == "grid", "run"])
+    name = Path(grid_file).name
+    text = (
+        f"All {len(planned)} runs of `{name}` have finished."
+        if planned <= done
+        else f"{len(planned & done)} of the {len(planned)} runs of `{name}` have finished; the grid is still running."
+    )
+    if done - planned:
+        text += f" {len(done - planned)} run(s) here are no longer in `{name}`: {', '.join(sorted(done - planned))}."
+    return text
+
+
 class IndexTable:
     """``run_index``'s table in both formats: in the HTML each run id links to its page; the
     PDF, which carries no run pages, gets a markdown table (rendered as a LaTeX table) with
@@ -208,7 +227,7 @@ class IndexTable:
 
     @classmethod
     def of_set(cls, index: pd.DataFrame, name: str, prefix: str = "") -> IndexTable:
-        """The rows of one set (``grid``, ``tuning`` or ``superseded``) of ``run_index``'s table."""
+        """The rows of one set (``grid``, ``tuning``, ``v1`` or ``superseded``) of ``run_index``'s table."""
         return cls(index[index["set"] == name], prefix)
 
     @classmethod

@@ -27,6 +27,13 @@ READABLE_VERSIONS = (1, 2, 3)
 # The training loss a run ends on: the mean of its last logged losses (each already a mean over
 # ``logging_steps`` steps), so that one noisy log does not stand for the end of training.
 TAIL_LOGS = 10
+# The first study's records, archived in this subfolder of the records' folder when the second
+# study's grid began, so that the second study's tables never mix them in.
+ARCHIVE = "v1"
+# The records that the results chapters, the landing page and the README report (relative to the
+# repository, and to book/, which links executed/): the first study's until the second's grid is
+# complete.
+REPORTED = f"executed/{ARCHIVE}"
 
 
 class RecordError(ValueError):

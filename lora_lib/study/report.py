@@ -58,26 +58,34 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
     write_atomic(out / "summary.csv", csv.to_csv(index=False))
     written["tables"].append(out / "summary.csv")
     if readme is not None:
-        update_readme(readme, summary, figures=out)
+        update_readme(readme, summary, figures=out, source=folder)
         written["readme"] = [Path(readme)]
     return written
 
 
-def update_readme(readme: str | Path, summary: pd.DataFrame, figures: str | Path | None = None) -> None:
+def update_readme(
+    readme: str | Path, summary: pd.DataFrame, figures: str | Path | None = None, source: str | Path = "executed"
+) -> None:
     """Rewrite the part of ``readme`` between the results markers from ``summarize``'s table of
-    the grid; with ``figures`` (the folder ``write_report`` wrote), show its accuracy figures too."""
+    the records in ``source``; with ``figures`` (the folder ``write_report`` wrote), show its
+    accuracy figures too. The text names ``source`` and the command that wrote it."""
     readme = Path(readme)
+
+    def near_readme(path) -> str:
+        return Path(os.path.relpath(Path(path).resolve(), readme.resolve().parent)).as_posix()
+
+    command = f"lora-report {near_readme(source)} --out {near_readme(figures or 'report')} --readme {readme.name}"
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
     body = (
-        f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from `executed/` by "
-        f"`lora-report executed --out report --readme README.md`; SST-2 validation accuracy "
+        f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from "
+        f"`{near_readme(source)}/` by `{command}`; SST-2 validation accuracy "
         f"as mean ± standard deviation over seeds, with the mean's 95% t-interval.\n\n"
         f"{markdown_table(summary)}\n{findings_markdown(summary)}"
     )
     if figures is not None:
-        where = Path(os.path.relpath(Path(figures).resolve(), readme.resolve().parent)).as_posix()
+        where = near_readme(figures)
         body += "".join(
             f"\n![{alt}]({where}/{name}.png)\n"
             for name, alt in (
