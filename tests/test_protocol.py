@@ -289,3 +289,46 @@ def test_a_second_stage_with_one_rate_does_not_choose():
     one[-1].config.max_train_samples = None  # the grid's schedule: stage 2, at one rate only
     chosen = protocol.chosen_rates(protocol.clean_search(one), ranks=None)
     assert chosen.loc["Full fine-tuning", "stage"] == 1 and chosen.loc["Full fine-tuning", "lr"] == 6e-5
+
+
+def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_decides_by_the_rule():
+    from lora_lib.study.record import Predictions
+
+    labels = [1, 0] * 50
+
+    def run(method, epochs, seed, wrong, precision="bf16", rank=None):
+        predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
+        return make_record(
+            f"{method}_{epochs}_{precision}_s{seed}",
+            method=method,
+            rank=rank,
+            hparams={"rank": rank} if rank else {},
+            seed=seed,
+            accuracy=1 - wrong / 100,
+            precision=precision,
+            epochs=epochs,
+            eval_split="sentences",
+            head="mean",
+            predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
+        )
+
+    runs = [
+        *(run("full", 1.5, s, 20) for s in range(3)),
+        *(run("full", 3.0, s, 10) for s in range(3)),  # ten sentences fewer wrong: +10 points
+        *(run("lora", 1.5, s, 10, rank=8) for s in range(5)),
+        *(run("lora", 3.0, s, 10, rank=8) for s in range(3)),  # the same: not told apart
+        *(run("lora", 3.0, s, 0, precision="fp32", rank=8) for s in range(3)),  # no fp32 twin at 1.5
+    ]
+    table = protocol.schedule_comparison(runs, labels=labels)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    assert table.loc["LoRA r=8", "seeds"] == "5 / 3"
+    assert table.loc["Full fine-tuning", "3 epochs − 1.5 epochs (points)"].startswith("10.00 [")
+    assert table["verdict"].tolist() == ["better", "not told apart"]
+    assert protocol.schedule_decision(table).startswith("3 epochs: better for Full fine-tuning")
+    assert protocol.schedule_decision(table.drop(index="Full fine-tuning")).startswith("1.5 epochs for now")
+    assert protocol.schedule_decision(table, needed=("LoRA r=8",)).startswith("1.5 epochs: 3 epochs are not told")
+    worse = protocol.schedule_comparison([*runs[:3], *(run("full", 3.0, s, 30) for s in range(3))], labels=labels)
+    assert worse["verdict"].tolist() == ["worse"]
+    assert protocol.schedule_decision(worse, needed=("Full fine-tuning",)).startswith("1.5 epochs: 3 epochs are worse")
+    with pytest.raises(ValueError, match="schedule.yml"):
+        protocol.schedule_comparison(runs[:3], labels=labels)

@@ -321,6 +321,39 @@ def pooler_statistics(model) -> dict[str, float]:
 PRECISION_MARGIN = 1.0
 
 
+def _twins(records: list[Record], setting: str, candidate, baseline) -> list[tuple[list[Record], list[Record]]]:
+    """Configurations run on the clean slice at the grid's schedule with ``setting`` at both
+    ``candidate`` and ``baseline``, all else equal: per configuration, (candidate runs, baseline runs)."""
+    runs = [
+        r
+        for r in records
+        if r.metrics.eval_split == "sentences" and r.config.head == "mean" and stage_of(r.config) == 2
+    ]
+    groups: dict[str, dict[object, list[Record]]] = {}
+    for r in runs:
+        value = getattr(r.config, setting)
+        groups.setdefault(r.config.group_key(ignoring=(setting,)), {}).setdefault(value, []).append(r)
+    return [(group[candidate], group[baseline]) for group in groups.values() if {candidate, baseline} <= set(group)]
+
+
+def _twin_row(candidate: list[Record], baseline: list[Record], names: tuple[str, str], data_dir, labels) -> dict:
+    """One configuration's row of a twin comparison: each side's mean held-out accuracy with its
+    t-interval over seeds, the difference with the paired bootstrap's interval over seeds and
+    sentences, and McNemar's p."""
+    first = baseline[0]
+    comparison = paired.compare(candidate, baseline, data_dir, labels)
+    return {
+        "configuration": config_label(first.method, first.config.hparams),
+        "lr": format_lr(first.config.lr),
+        "seeds": f"{len(baseline)} / {len(candidate)}",
+        f"{names[1]} (%)": str(t_interval([r.metrics.dev_accuracy for r in baseline])),
+        f"{names[0]} (%)": str(t_interval([r.metrics.dev_accuracy for r in candidate])),
+        f"{names[0]} − {names[1]} (points)": str(comparison.difference),
+        "McNemar p": round(comparison.mcnemar.p_value, 3),
+        "_difference": comparison.difference,
+    }
+
+
 def precision_comparison(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
     """bf16 autocast against fp32 at the grid's schedule on the clean slice: per configuration
     run in both, each precision's mean held-out accuracy with its t-interval over seeds, the
@@ -328,35 +361,14 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
     whether bf16 is within ``PRECISION_MARGIN`` points (speed is the benchmark's to measure: these
     runs shared the machine with other work). The gold
     ``labels`` of the slice are read from the data unless given."""
-    runs = [
-        r
-        for r in records
-        if r.metrics.eval_split == "sentences" and r.config.head == "mean" and stage_of(r.config) == 2
+    rows = [
+        _twin_row(bf16, fp32, ("bf16", "fp32"), data_dir, labels)
+        for bf16, fp32 in _twins(records, "precision", "bf16", "fp32")
     ]
-    groups: dict[str, dict[str, list[Record]]] = {}
-    for r in runs:
-        groups.setdefault(r.config.group_key(ignoring=("precision",)), {}).setdefault(r.config.precision, []).append(r)
-    rows = []
-    for group in groups.values():
-        if set(group) != {"fp32", "bf16"}:
-            continue
-        fp32, bf16 = group["fp32"], group["bf16"]
-        first = fp32[0]
-        comparison = paired.compare(bf16, fp32, data_dir, labels)
-        rows.append(
-            {
-                "configuration": config_label(first.method, first.config.hparams),
-                "lr": format_lr(first.config.lr),
-                "seeds": f"{len(fp32)} / {len(bf16)}",
-                "fp32 (%)": str(t_interval([r.metrics.dev_accuracy for r in fp32])),
-                "bf16 (%)": str(t_interval([r.metrics.dev_accuracy for r in bf16])),
-                "bf16 − fp32 (points)": str(comparison.difference),
-                "McNemar p": round(comparison.mcnemar.p_value, 3),
-                "within the margin": "yes" if comparison.difference.low > -PRECISION_MARGIN else "no",
-            }
-        )
     if not rows:
         raise ValueError("no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep precision.yml")
+    for row in rows:
+        row["within the margin"] = "yes" if row.pop("_difference").low > -PRECISION_MARGIN else "no"
     return pd.DataFrame(rows).set_index("configuration")
 
 
@@ -370,3 +382,45 @@ def precision_decision(comparison: pd.DataFrame, needed=("Full fine-tuning", "Lo
     if outside:
         return f"fp32: the difference leaves the margin for {', '.join(outside)}"
     return "bf16: the difference stays within the margin for " + " and ".join(needed)
+
+
+def _schedule_names(longer: float, shorter: float) -> tuple[str, str]:
+    return f"{longer:g} epochs", f"{shorter:g} epochs"
+
+
+def schedule_comparison(
+    records: list[Record], longer: float = 3.0, shorter: float = 1.5, data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """``longer`` epochs against ``shorter`` ones on the clean slice, all else equal (the
+    precision too), per configuration run at both: the columns of ``precision_comparison``,
+    and whether the longer schedule is better, worse, or not told apart from the shorter by the
+    paired-bootstrap interval (column "verdict")."""
+    names = _schedule_names(longer, shorter)
+    rows = [_twin_row(a, b, names, data_dir, labels) for a, b in _twins(records, "epochs", longer, shorter)]
+    if not rows:
+        raise ValueError(
+            f"no configuration ran for both {names[0]} and {names[1]} on the clean slice: run lora-sweep schedule.yml"
+        )
+    for row in rows:
+        difference = row.pop("_difference")
+        row["verdict"] = "better" if difference.low > 0 else "worse" if difference.high < 0 else "not told apart"
+    return pd.DataFrame(rows).set_index("configuration")
+
+
+def schedule_decision(
+    comparison: pd.DataFrame, longer: float = 3.0, shorter: float = 1.5, needed=("Full fine-tuning", "LoRA r=8")
+) -> str:
+    """The grid's number of epochs from ``schedule_comparison``'s table, by the rule stated in
+    schedule.yml: the longer schedule only if it is better for a configuration of ``needed``
+    and worse for none; otherwise the shorter, which costs half."""
+    long_name, short_name = _schedule_names(longer, shorter)
+    missing = [c for c in needed if c not in comparison.index]
+    if missing:
+        return f"{short_name} for now: {', '.join(missing)} has not run at both schedules"
+    verdicts = comparison.loc[list(needed), "verdict"]
+    better, worse = list(verdicts.index[verdicts == "better"]), list(verdicts.index[verdicts == "worse"])
+    if better and not worse:
+        return f"{long_name}: better for {' and '.join(better)}, worse for none"
+    if worse:
+        return f"{short_name}: {long_name} are worse for {' and '.join(worse)}"
+    return f"{short_name}: {long_name} are not told apart from {short_name} for {' or '.join(needed)}"
