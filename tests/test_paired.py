@@ -62,3 +62,29 @@ def test_accuracy_intervals_set_the_sentences_error_beside_the_seeds():
     seeds, both = table.iloc[0]["seeds"], table.iloc[0]["seeds and sentences"]
     assert seeds.estimate == both.estimate == pytest.approx(87.5)
     assert seeds.low == seeds.high == pytest.approx(87.5) and both.low < 87.5 <= both.high
+
+
+def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
+    def grid_run(method, seed, wrong, **hparams):
+        predicted = [1 - y if i < wrong else y for i, y in enumerate(LABELS)]
+        record = run(f"{method}{hparams}_s{seed}", seed, predicted, method=method, hparams=hparams)
+        record.metrics.dev_accuracy = 1 - wrong / 8
+        return record
+
+    runs = [
+        *(grid_run("lora", s, 2, rank=16, targets=["query"]) for s in range(2)),
+        *(grid_run("lora", s, 1, rank=8) for s in range(2)),
+        *(grid_run("full", s, 0) for s in range(2)),
+        *(grid_run("lora", s, 4, rank=1) for s in range(2)),
+    ]
+    table = paired.against_reference(runs, labels=LABELS)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=1", "LoRA r=8", "LoRA r=16 on query"]
+    assert table.loc["Full fine-tuning", "difference"] is None
+    # every seed one sentence of 8 worse than full fine-tuning: -12.5 points
+    assert table.loc["LoRA r=8", "difference"].estimate == pytest.approx(-12.5)
+    assert table.loc["LoRA r=1", "difference"].estimate == pytest.approx(-50.0)
+    assert table.loc["LoRA r=8", "McNemar p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way
+    assert table.loc["LoRA r=16 on query", "accuracy over seeds"].estimate == pytest.approx(75.0)
+    assert table["seeds"].tolist() == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="'full'"):
+        paired.against_reference(runs[:2], labels=LABELS)

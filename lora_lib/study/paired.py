@@ -7,6 +7,8 @@
   seeds alone beside the one over seeds and sentences.
 - ``compare(a, b)``: A minus B with the paired bootstrap over seeds and sentences, McNemar's
   test on the pooled predictions, and the t-interval over the seeds alone beside them.
+- ``against_reference(records)``: every configuration of a grid beside full fine-tuning: its
+  accuracy both ways and its paired difference to the reference.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from lora_lib.registry import METHODS
+
+from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
 from .data import evaluation_split, load_sst2
 from .record import Record
@@ -104,3 +109,53 @@ def accuracy_intervals(records: list[Record], data_dir: str | None = None, label
             }
         )
     return pd.DataFrame(rows).set_index("group")
+
+
+def against_reference(
+    records: list[Record], reference: str = "full", data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """One row per configuration (``Record.group_key``), in registry order, named by
+    ``config_label``: its share of trained parameters, its seeds, its accuracy over the seeds
+    alone and over seeds and sentences, and its difference to the ``reference`` method's
+    configuration (paired bootstrap, with McNemar's p); the reference's own row has no
+    difference. Every record must be scored on the same split."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.group_key(), []).append(record)
+    base = [runs for runs in groups.values() if runs[0].method == reference]
+    if len(base) != 1:
+        raise ValueError(
+            f"against_reference needs exactly one configuration of the reference method {reference!r}, "
+            f"got {len(base)}: pass the records of one grid"
+        )
+    gold = evaluation_labels(records[0].config, data_dir) if labels is None else labels
+    intervals = accuracy_intervals(records, data_dir, gold)
+    rows = []
+    for group, runs in groups.items():
+        first = runs[0]
+        versus = None if runs is base[0] else compare(runs, base[0], data_dir, gold)
+        rows.append(
+            {
+                "configuration": config_label(first.method, first.config.hparams),
+                "method": first.method,
+                "rank": rank_of(first),
+                "_variant": config_label(first.method, first.config.hparams) != label_of(first.method, rank_of(first)),
+                "trainable (%)": first.params.trainable_pct,
+                "seeds": len(runs),
+                "accuracy over seeds": intervals.loc[group, "seeds"],
+                "accuracy over seeds and sentences": intervals.loc[group, "seeds and sentences"],
+                "difference": versus.difference if versus else None,
+                "McNemar p": versus.mcnemar.p_value if versus else None,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame["_order"] = frame["method"].map(method_order)
+    frame = frame.sort_values(["_order", "_variant", "rank"], na_position="first")
+    return frame.drop(columns=["_order", "_variant"]).set_index("configuration")
+
+
+def rank_of(record: Record):
+    """LoRA's rank as the run trained it (the method's default where the run left it out)."""
+    return (
+        {**METHODS[record.method].defaults, **record.config.hparams}.get("rank") if record.method in METHODS else None
+    )
