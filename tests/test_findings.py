@@ -161,3 +161,31 @@ def test_every_seed_is_kept_and_drawn():
     drawn = sorted(y for c in hollow for _, y in c.get_offsets())
     expected = [a * 100 for accs in GRID["accuracies"] for a in accs]
     assert drawn == pytest.approx(sorted(expected))
+
+
+def test_the_targets_are_judged_from_the_paired_intervals():
+    from lora_lib.study.findings import judge_targets
+    from lora_lib.study.stats import Interval
+
+    table = pd.DataFrame(
+        {
+            "method": ["full", "lora", "lora", "lora"],
+            "trainable (%)": [100.0, 0.3, 0.6, 1.5],
+            "accuracy over seeds": [
+                Interval(90.5, 90.2, 90.8),
+                Interval(89.9, 89.5, 90.3),
+                Interval(89.0, 88.5, 89.5),
+                Interval(91.0, 90.5, 91.5),
+            ],
+            "accuracy over seeds and sentences": [Interval(90.5, 89.2, 91.7), None, None, None],
+            "difference": [None, Interval(-0.6, -0.9, -0.3), Interval(-1.5, -2.2, -0.8), Interval(0.5, 0.1, 0.9)],
+        },
+        index=["Full fine-tuning", "LoRA r=4", "LoRA r=8", "LoRA r=64"],
+    )
+    judged = judge_targets(table)
+    # full's interval over seeds and sentences straddles 90; r=64 is the best but trains too much
+    assert judged["configuration"].tolist() == ["Full fine-tuning", "LoRA r=4", "LoRA r=8"]
+    assert judged["verdict"].tolist() == ["not resolved", "met", "not resolved"]
+    assert judged["by"].tolist() == ["+0.50", "+0.40", "-0.50"]
+    worse = table.assign(difference=[None, Interval(-1.6, -2.0, -1.2), Interval(-1.5, -2.2, -0.8), None])
+    assert judge_targets(worse)["verdict"].tolist()[1] == "missed"

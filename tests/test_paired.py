@@ -86,5 +86,7 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
     assert table.loc["LoRA r=8", "McNemar p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way
     assert table.loc["LoRA r=16 on query", "accuracy over seeds"].estimate == pytest.approx(75.0)
     assert table["seeds"].tolist() == [2, 2, 2, 2]
-    with pytest.raises(ValueError, match="'full'"):
+    with pytest.raises(ValueError, match="'Full fine-tuning'"):
         paired.against_reference(runs[:2], labels=LABELS)
+    weights = paired.against_reference(runs[:4], reference="LoRA r=8", labels=LABELS)
+    assert weights.loc["LoRA r=16 on query", "difference"].estimate == pytest.approx(-12.5)

@@ -7,8 +7,9 @@
   seeds alone beside the one over seeds and sentences.
 - ``compare(a, b)``: A minus B with the paired bootstrap over seeds and sentences, McNemar's
   test on the pooled predictions, and the t-interval over the seeds alone beside them.
-- ``against_reference(records)``: every configuration of a grid beside full fine-tuning: its
-  accuracy both ways and its paired difference to the reference.
+- ``against_reference(records, reference)``: every configuration of a grid beside one of them
+  (full fine-tuning, or LoRA r=8 for the choice of weights): its accuracy both ways and its
+  paired difference to the reference.
 """
 
 from __future__ import annotations
@@ -112,21 +113,21 @@ def accuracy_intervals(records: list[Record], data_dir: str | None = None, label
 
 
 def against_reference(
-    records: list[Record], reference: str = "full", data_dir: str | None = None, labels=None
+    records: list[Record], reference: str = "Full fine-tuning", data_dir: str | None = None, labels=None
 ) -> pd.DataFrame:
     """One row per configuration (``Record.group_key``), in registry order, named by
     ``config_label``: its share of trained parameters, its seeds, its accuracy over the seeds
-    alone and over seeds and sentences, and its difference to the ``reference`` method's
-    configuration (paired bootstrap, with McNemar's p); the reference's own row has no
+    alone and over seeds and sentences, and its difference to the ``reference`` configuration
+    (by its label; paired bootstrap, with McNemar's p); the reference's own row has no
     difference. Every record must be scored on the same split."""
     groups: dict[str, list[Record]] = {}
     for record in records:
         groups.setdefault(record.group_key(), []).append(record)
-    base = [runs for runs in groups.values() if runs[0].method == reference]
+    base = [runs for runs in groups.values() if config_label(runs[0].method, runs[0].config.hparams) == reference]
     if len(base) != 1:
         raise ValueError(
-            f"against_reference needs exactly one configuration of the reference method {reference!r}, "
-            f"got {len(base)}: pass the records of one grid"
+            f"against_reference needs exactly one configuration named {reference!r}, got {len(base)}: "
+            "pass the records of one grid"
         )
     gold = evaluation_labels(records[0].config, data_dir) if labels is None else labels
     intervals = accuracy_intervals(records, data_dir, gold)
