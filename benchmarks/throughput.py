@@ -57,7 +57,7 @@ LORA = {"rank": 8, "alpha": 16, "targets": ("query", "value")}
 class Row:
     """What a training row runs."""
 
-    model: str  # "ours_lora", "peft_lora" or "full"
+    model: str  # "ours_lora", "peft_lora", "full" or "bitfit"
     precision: str = "fp32"  # or "bf16" (autocast)
     adamw: str = "default"  # torch.optim.AdamW's implementation: "default" (for-loop on CPU), "foreach", "fused"
     batches: str = "grouped"  # "grouped" (padded per batch), "pad128", "bucketed" (to a multiple)
@@ -70,6 +70,7 @@ def training_rows(bf16: bool, compile_rows: bool, multiple: int) -> dict[str, Ro
         "ours_lora": Row("ours_lora"),
         "peft_lora": Row("peft_lora"),
         "full": Row("full"),
+        "bitfit": Row("bitfit"),
         "ours_lora_pad128": Row("ours_lora", batches="pad128"),
         "ours_lora_trainer": Row("ours_lora", adamw="fused", trainer=True),
         "ours_lora_foreach": Row("ours_lora", adamw="foreach"),
@@ -82,6 +83,7 @@ def training_rows(bf16: bool, compile_rows: bool, multiple: int) -> dict[str, Ro
             "ours_lora_bf16": Row("ours_lora", "bf16"),
             "peft_lora_bf16": Row("peft_lora", "bf16"),
             "full_bf16": Row("full", "bf16"),
+            "bitfit_bf16": Row("bitfit", "bf16"),
         }
     if compile_rows:
         precision = "bf16" if bf16 else "fp32"
@@ -100,6 +102,9 @@ def ratio_definitions(bf16: bool, multiple: int) -> dict[str, tuple[str, str]]:
         "trainer_vs_fused_plain_loop_train_speed": ("ours_lora_trainer", "ours_lora_fused"),
         "grouped_vs_pad128_train_speed": ("ours_lora", "ours_lora_pad128"),
         "lora_vs_full_train_speed": ("ours_lora", "full"),
+        # BitFit backpropagates through the same frozen encoder and trains bias vectors only: no
+        # LoRA of the same targets can train faster, so this bounds any LoRA's edge over ours.
+        "ours_lora_vs_bitfit_train_speed": ("ours_lora", "bitfit"),
         "foreach_vs_default_adamw_lora_train_speed": ("ours_lora_foreach", "ours_lora"),
         "fused_vs_default_adamw_lora_train_speed": ("ours_lora_fused", "ours_lora"),
         "foreach_vs_default_adamw_full_train_speed": ("full_foreach", "full"),
@@ -110,6 +115,7 @@ def ratio_definitions(bf16: bool, multiple: int) -> dict[str, tuple[str, str]]:
             "ours_vs_peft_lora_bf16_train_speed": ("ours_lora_bf16", "peft_lora_bf16"),
             "bf16_vs_fp32_lora_train_speed": ("ours_lora_bf16", "ours_lora"),
             "bf16_vs_fp32_full_train_speed": ("full_bf16", "full"),
+            "ours_lora_vs_bitfit_bf16_train_speed": ("ours_lora_bf16", "bitfit_bf16"),
         }
     eager = "ours_lora_bf16" if bf16 else "ours_lora"
     bucketed = f"{eager}_pad{multiple}"
@@ -174,12 +180,12 @@ def peft_lora(model):
 
 
 def build(variant: str, base):
-    """The model that a row trains: ours or PEFT's LoRA, or full fine-tuning."""
+    """The model that a row trains: ours or PEFT's LoRA, full fine-tuning, or BitFit."""
     model = copy.deepcopy(base)
     if variant.startswith("peft"):
         return peft_lora(model)
-    if variant.startswith("full"):
-        return apply_method(model, "full")
+    if variant.startswith(("full", "bitfit")):
+        return apply_method(model, variant.split("_")[0])
     return apply_method(model, "lora", **LORA)
 
 
