@@ -1,10 +1,12 @@
 """Paired comparisons from the predictions that records keep."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from conftest import make_record
+from matplotlib.container import ErrorbarContainer
 
-from lora_lib.study import paired
+from lora_lib.study import paired, render
 from lora_lib.study.config import RunConfig
 from lora_lib.study.record import Predictions
 
@@ -90,3 +92,14 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
         paired.against_reference(runs[:2], labels=LABELS)
     weights = paired.against_reference(runs[:4], reference="LoRA r=8", labels=LABELS)
     assert weights.loc["LoRA r=16 on query", "difference"].estimate == pytest.approx(-12.5)
+
+    figure = render.differences_plot(table, "Full fine-tuning", target=-1.0)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["LoRA r=1", "LoRA r=8", "LoRA r=16 on query"]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    r1 = table.loc["LoRA r=1", "difference"]
+    assert bars[0].lines[0].get_xdata()[0] == pytest.approx(r1.estimate)  # drawn top down, in table order
+    assert sorted(bars[0].lines[2][0].get_segments()[0][:, 0]) == pytest.approx([r1.low, r1.high])
+    vertical = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2]  # axvline's two points
+    assert sorted(x[0] for x in vertical if x[0] == x[1]) == [-1.0, 0.0]
+    plt.close(figure)

@@ -159,6 +159,37 @@ def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
     return fig
 
 
+def differences_plot(table: pd.DataFrame, reference: str, target: float | None = None) -> Figure:
+    """``paired.against_reference``'s differences as a forest plot: a row per configuration
+    (the reference's left out), its paired difference in points with the 95% interval over
+    seeds and sentences, a line at zero and, with ``target``, one at the target."""
+    rows = table[table["difference"].notna()]
+    if rows.empty:
+        raise ValueError(f"no configuration to set beside {reference!r}")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    for position, (_, row) in zip(y, rows.iterrows()):
+        interval, style = row["difference"], _style(row["method"])
+        ax.errorbar(
+            interval.estimate,
+            position,
+            xerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+            capsize=3,
+            markersize=7,
+            color=style["color"],
+            marker=style["marker"],
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    if target is not None:
+        ax.axvline(target, color="#D55E00", linestyle="--", linewidth=1, label=f"target ({target:+g} point)")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_yticks(y, list(rows.index))
+    ax.set_xlabel(f"accuracy minus {reference}'s (points), 95% interval over seeds and sentences")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def _format_count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
