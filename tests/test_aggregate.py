@@ -59,6 +59,11 @@ def test_label_of():
     assert label_of("lora", 8, ["query", "value"]) == "LoRA r=8"
     assert label_of("lora", 8, ["query", "value", "pooler.dense"]) == "LoRA r=8 + pooler.dense"
     assert label_of("lora", 16, ["query"]) == "LoRA r=16 on query"
+    attention = ["query", "key", "value", "attention.output.dense"]
+    assert label_of("lora", 4, attention) == "LoRA r=4 on the attention matrices"
+    assert label_of("lora", 2, ["query", "key", "value", "output.dense", "intermediate.dense"]).endswith(
+        "every linear layer"
+    )
 
 
 def test_config_label_fills_in_the_methods_defaults():

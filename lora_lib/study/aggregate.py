@@ -11,11 +11,20 @@ import pandas as pd
 
 from lora_lib.registry import METHODS
 
+# Sets of LoRA targets that have a name of their own (the LoRA paper's Section 7.1): BERT's
+# four attention matrices, and every linear layer of the encoder ("output.dense" is both the
+# attention's output projection and the feed-forward block's second layer).
+NAMED_TARGETS = {
+    ("query", "key", "value", "attention.output.dense"): "the attention matrices",
+    ("query", "key", "value", "output.dense", "intermediate.dense"): "every linear layer",
+}
+
 
 def label_of(method: str, rank=None, targets=None) -> str:
     """How tables and figures name a configuration: the registry's label, and LoRA's rank and,
     where they differ from the default (query and value), its targets: "LoRA r=8 + pooler.dense"
-    beside the default ones, "LoRA r=16 on query" instead of them."""
+    beside the default ones, "LoRA r=16 on query" instead of them, "LoRA r=2 on every linear
+    layer" for a set in ``NAMED_TARGETS``."""
     name = METHODS[method].label if method in METHODS else method
     if method != "lora" or not pd.notna(rank):
         return name
@@ -23,6 +32,8 @@ def label_of(method: str, rank=None, targets=None) -> str:
     default = list(METHODS["lora"].defaults["targets"])
     if targets is None or list(targets) == default:
         return name
+    if tuple(targets) in NAMED_TARGETS:
+        return f"{name} on {NAMED_TARGETS[tuple(targets)]}"
     if set(default) <= set(targets):
         return name + "".join(f" + {t}" for t in targets if t not in default)
     return f"{name} on {', '.join(targets)}"
