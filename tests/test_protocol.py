@@ -225,25 +225,34 @@ def test_the_search_figure_draws_each_configuration_and_fills_its_best_rate():
         render.search_curves(search, {"ranks": ["LoRA r=64"]})
 
 
-def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
+SLICE_LABELS = [1, 0] * 50
+
+
+def slice_run(method, seed, wrong, rank=None, precision="fp32", epochs=1.5):
+    """A run at the grid's schedule on a 100-sentence clean slice that gets its first ``wrong`` sentences wrong."""
     from lora_lib.study.record import Predictions
 
-    labels = [1, 0] * 50
+    predicted = [1 - y if i < wrong else y for i, y in enumerate(SLICE_LABELS)]
+    return make_record(
+        f"{method}_{epochs}_{precision}_s{seed}",
+        method=method,
+        rank=rank,
+        hparams={"rank": rank} if rank else {},
+        seed=seed,
+        accuracy=1 - wrong / 100,
+        precision=precision,
+        epochs=epochs,
+        eval_split="sentences",
+        head="mean",
+        predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
+    )
+
+
+def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
+    labels = SLICE_LABELS
 
     def grid_run(method, precision, seed, wrong, rank=None):
-        predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
-        return make_record(
-            f"{method}_{precision}_s{seed}",
-            method=method,
-            rank=rank,
-            hparams={"rank": rank} if rank else {},
-            seed=seed,
-            accuracy=1 - wrong / 100,
-            precision=precision,
-            eval_split="sentences",
-            head="mean",
-            predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
-        )
+        return slice_run(method, seed, wrong, rank=rank, precision=precision)
 
     runs = [
         *(grid_run("full", "fp32", s, 10) for s in range(3)),
@@ -292,25 +301,10 @@ def test_a_second_stage_with_one_rate_does_not_choose():
 
 
 def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_decides_by_the_rule():
-    from lora_lib.study.record import Predictions
-
-    labels = [1, 0] * 50
+    labels = SLICE_LABELS
 
     def run(method, epochs, seed, wrong, precision="bf16", rank=None):
-        predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
-        return make_record(
-            f"{method}_{epochs}_{precision}_s{seed}",
-            method=method,
-            rank=rank,
-            hparams={"rank": rank} if rank else {},
-            seed=seed,
-            accuracy=1 - wrong / 100,
-            precision=precision,
-            epochs=epochs,
-            eval_split="sentences",
-            head="mean",
-            predictions=Predictions(label=predicted, prob_positive=[0.5] * 100),
-        )
+        return slice_run(method, seed, wrong, rank=rank, precision=precision, epochs=epochs)
 
     runs = [
         *(run("full", 1.5, s, 20) for s in range(3)),
