@@ -264,8 +264,8 @@ def test_the_precision_comparison_pairs_bf16_with_fp32_and_judges_the_margin():
     table = protocol.precision_comparison(runs, labels=labels)
     assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
     # one sentence of 100 more wrong: -1 point, and the sentences' resampling widens it below -1
-    assert table.loc["Full fine-tuning", "bf16 − fp32 (points)"].startswith("-1.00 [-")
-    assert table.loc["LoRA r=8", "bf16 − fp32 (points)"] == "0.00 [0.00, 0.00]"
+    assert str(table.loc["Full fine-tuning", "bf16 − fp32 (points)"]).startswith("-1.00 [-")
+    assert str(table.loc["LoRA r=8", "bf16 − fp32 (points)"]) == "0.00 [0.00, 0.00]"
     assert (
         table.loc["Full fine-tuning", "within the margin"] == "no"
         and table.loc["LoRA r=8", "within the margin"] == "yes"
@@ -316,7 +316,7 @@ def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_d
     table = protocol.schedule_comparison(runs, labels=labels)
     assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
     assert table.loc["LoRA r=8", "seeds"] == "5 / 3"
-    assert table.loc["Full fine-tuning", "3 epochs − 1.5 epochs (points)"].startswith("10.00 [")
+    assert str(table.loc["Full fine-tuning", "3 epochs − 1.5 epochs (points)"]).startswith("10.00 [")
     assert table["verdict"].tolist() == ["better", "not told apart"]
     assert protocol.schedule_decision(table).startswith("3 epochs: better for Full fine-tuning")
     assert protocol.schedule_decision(table.drop(index="Full fine-tuning")).startswith("1.5 epochs for now")

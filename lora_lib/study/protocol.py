@@ -339,7 +339,7 @@ def _twins(records: list[Record], setting: str, candidate, baseline) -> list[tup
 def _twin_row(candidate: list[Record], baseline: list[Record], names: tuple[str, str], data_dir, labels) -> dict:
     """One configuration's row of a twin comparison: each side's mean held-out accuracy with its
     t-interval over seeds, the difference with the paired bootstrap's interval over seeds and
-    sentences, and McNemar's p."""
+    sentences (an ``Interval``, which prints as the estimate and its ends), and McNemar's p."""
     first = baseline[0]
     comparison = paired.compare(candidate, baseline, data_dir, labels)
     return {
@@ -348,9 +348,8 @@ def _twin_row(candidate: list[Record], baseline: list[Record], names: tuple[str,
         "seeds": f"{len(baseline)} / {len(candidate)}",
         f"{names[1]} (%)": str(t_interval([r.metrics.dev_accuracy for r in baseline])),
         f"{names[0]} (%)": str(t_interval([r.metrics.dev_accuracy for r in candidate])),
-        f"{names[0]} − {names[1]} (points)": str(comparison.difference),
+        f"{names[0]} − {names[1]} (points)": comparison.difference,
         "McNemar p": round(comparison.mcnemar.p_value, 3),
-        "_difference": comparison.difference,
     }
 
 
@@ -368,7 +367,7 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
     if not rows:
         raise ValueError("no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep precision.yml")
     for row in rows:
-        row["within the margin"] = "yes" if row.pop("_difference").low > -PRECISION_MARGIN else "no"
+        row["within the margin"] = "yes" if row["bf16 − fp32 (points)"].low > -PRECISION_MARGIN else "no"
     return pd.DataFrame(rows).set_index("configuration")
 
 
@@ -402,7 +401,7 @@ def schedule_comparison(
             f"no configuration ran for both {names[0]} and {names[1]} on the clean slice: run lora-sweep schedule.yml"
         )
     for row in rows:
-        difference = row.pop("_difference")
+        difference = row[f"{names[0]} − {names[1]} (points)"]
         row["verdict"] = "better" if difference.low > 0 else "worse" if difference.high < 0 else "not told apart"
     return pd.DataFrame(rows).set_index("configuration")
 
