@@ -293,11 +293,36 @@ def test_grid_rates_take_each_configurations_own_rate_and_the_nearest_searched_r
     assert rates.loc["LoRA r=4", "lr"] == 2e-3 and rates.loc["LoRA r=8", "from"] == "searched (stage 1)"
 
 
+def stage_2_run(run_id, method, lr, accuracy, epochs=None, precision=None):
+    """A run of the search's stage 2: the whole clean training set, at ``STAGE_2``'s schedule and precision."""
+    record = clean_run(run_id, method, lr, accuracy).model_copy(deep=True)
+    record.config.max_train_samples = None
+    record.config.epochs = epochs or protocol.STAGE_2["epochs"]
+    record.config.precision = precision or protocol.STAGE_2["precision"]
+    return record
+
+
 def test_a_second_stage_with_one_rate_does_not_choose():
-    one = [*CLEAN, clean_run("checked", "full", 1.2e-4, 0.90).model_copy(deep=True)]
-    one[-1].config.max_train_samples = None  # the grid's schedule: stage 2, at one rate only
-    chosen = protocol.chosen_rates(protocol.clean_search(one), ranks=None)
+    one = [*CLEAN, stage_2_run("checked", "full", 1.2e-4, 0.90)]
+    search = protocol.clean_search(one)
+    assert "checked" in set(search["run_id"])
+    chosen = protocol.chosen_rates(search, ranks=None)
     assert chosen.loc["Full fine-tuning", "stage"] == 1 and chosen.loc["Full fine-tuning", "lr"] == 6e-5
+
+
+def test_the_second_stage_chooses_among_its_rates_at_its_own_schedule_and_precision():
+    runs = [
+        *CLEAN,
+        stage_2_run("low", "full", 3e-5, 0.91),
+        stage_2_run("best", "full", 6e-5, 0.90),
+        # other comparisons at the grid's data: three epochs, or fp32; not the search
+        stage_2_run("longer", "full", 1.2e-4, 0.99, epochs=3.0),
+        stage_2_run("fp32", "full", 1.2e-4, 0.99, precision="fp32"),
+    ]
+    search = protocol.clean_search(runs)
+    assert {"low", "best"} <= set(search["run_id"]) and not {"longer", "fp32"} & set(search["run_id"])
+    chosen = protocol.chosen_rates(search, ranks=None)
+    assert chosen.loc["Full fine-tuning", "stage"] == 2 and chosen.loc["Full fine-tuning", "lr"] == 3e-5
 
 
 def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_decides_by_the_rule():
