@@ -1,10 +1,14 @@
 """The search's tables that chapters 3 and 5 show, on records made up for the purpose."""
 
+from pathlib import Path
+
 import pytest
 from conftest import make_record
 
 from lora_lib.study import protocol
 from lora_lib.study.config import RunConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def search_run(run_id, method, lr, accuracy, stage=1, rank=None, **hparams):
@@ -351,3 +355,15 @@ def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_d
     assert protocol.schedule_decision(worse, needed=("Full fine-tuning",)).startswith("1.5 epochs: 3 epochs are worse")
     with pytest.raises(ValueError, match="schedule.yml"):
         protocol.schedule_comparison(runs[:3], labels=labels)
+
+
+def test_the_second_grid_takes_the_rate_the_search_chose_for_each_configuration():
+    from lora_lib.study.aggregate import config_label
+    from lora_lib.study.record import load_records
+    from lora_lib.study.sweep import expand
+
+    rates = protocol.grid_rates(protocol.clean_search(load_records(REPO / "executed" / "tuning")))
+    grid = [RunConfig.from_parameters(**run.parameters) for run in expand(REPO / "experiments.yml").runs]
+    used = {config_label(c.method, c.hparams): c.lr for c in grid}
+    assert set(used) == set(rates.index)
+    assert used == pytest.approx(rates["lr"].to_dict())

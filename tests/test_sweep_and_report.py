@@ -173,9 +173,12 @@ def test_the_notebook_and_the_outputs_are_found_from_the_grid_file(tmp_path):
 
 def test_repository_grid_is_the_study():
     ids = {r.run_id for r in sweep.expand(REPO / "experiments.yml").runs}
-    expected = {f"{m}_s{s}" for m in ("full", "head", "bitfit", "houlsby", "pfeiffer", "ia3") for s in range(3)}
-    expected |= {f"lora_r{r}_s{s}" for r in (1, 2, 4, 8, 16, 32, 64) for s in range(3)}
-    assert ids == expected
+    configurations = ["full", "head", "bitfit", "houlsby", "pfeiffer", "ia3"]
+    configurations += [f"lora_r{r}" for r in (1, 2, 4, 8, 16, 32, 64)]
+    configurations += ["lora_q_r16", "lora_v_r16", "lora_attention_r4", "lora_all_r2"]
+    assert ids == {f"{c}_s{s}" for c in configurations for s in range(5)}
+    first = {r.run_id for r in sweep.expand(REPO / "executed" / "v1" / "experiments.yml").runs}
+    assert len(first) == 39 and first <= {p.stem for p in (REPO / "executed" / "v1").glob("*.json")}
 
 
 @pytest.mark.parametrize(
