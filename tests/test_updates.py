@@ -117,8 +117,21 @@ def test_the_study_adapters_by_seed_and_their_spectra():
     table = updates.spectra({8: r8[0], 2: updates.lora_adapters(records, EXECUTED, 2)[0]})
     assert table.shape == (8, 2) and table["r = 2"].isna().sum() == 6 and (table.iloc[0] == 1).all()
     assert 0.5 < updates.top_energy(r8[0], 4) <= 1
-    with pytest.raises(ValueError, match="rank 3"):
+    with pytest.raises(ValueError, match="LoRA r=3"):
         updates.lora_adapters(records, EXECUTED, 3)
+
+
+def test_lora_adapters_keep_a_rank_apart_from_the_same_rank_on_other_targets(tmp_path):
+    plain = make_record("lora_r16_s0", method="lora", rank=16, hparams={"rank": 16})
+    query = make_record("lora_q_r16_s0", method="lora", rank=16, hparams={"rank": 16, "targets": ["query"]})
+    for record in (plain, query):
+        record.adapter_file = f"{record.run_id}.safetensors"  # neither file exists
+    with pytest.raises(FileNotFoundError) as err:
+        updates.lora_adapters([plain, query], tmp_path, 16)
+    assert "lora_r16_s0" in str(err.value) and "lora_q_r16_s0" not in str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        updates.lora_adapters([plain, query], tmp_path, 16, targets=["query"])
+    assert "lora_q_r16_s0" in str(err.value) and "lora_r16_s0," not in str(err.value)
 
 
 def test_the_amplification_table_is_the_hand_example_and_update_norms_read_full_spectra():

@@ -37,21 +37,25 @@ from lora_lib.analysis import (
     subspace_similarity,
 )
 
+from .aggregate import config_label, label_of
 from .record import Record
 
 Updates = dict[str, dict]  # module name -> {"A", "B", "delta"}, as lora_updates returns it
 
 
-def lora_adapters(records: list[Record], folder: str | Path, rank: int) -> dict[int, Updates]:
-    """``{seed: updates}`` of the LoRA runs at ``rank`` among ``records`` (scored on the
-    validation split), read from their adapter files in ``folder``."""
+def lora_adapters(records: list[Record], folder: str | Path, rank: int, targets=None) -> dict[int, Updates]:
+    """``{seed: updates}`` of the LoRA runs at ``rank`` on ``targets`` (None: query and value)
+    among ``records`` (scored on the validation split), read from their adapter files in ``folder``."""
+    wanted = label_of("lora", rank, targets)
     runs = [
         r
         for r in records
-        if r.method == "lora" and r.config.hparams.get("rank") == rank and r.metrics.eval_split == "validation"
+        if r.method == "lora"
+        and config_label(r.method, r.config.hparams) == wanted
+        and r.metrics.eval_split == "validation"
     ]
     if not runs:
-        raise ValueError(f"no LoRA run with rank {rank} among the records: run the grid first")
+        raise ValueError(f"no run of {wanted} among the records: run the grid first")
     missing = [r.run_id for r in runs if not r.adapter_file or not (Path(folder) / r.adapter_file).is_file()]
     if missing:
         raise FileNotFoundError(f"the adapter files of {', '.join(missing)} are not in {folder}")
