@@ -78,7 +78,8 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
     grid = len(load_records(REPO / REPORTED, eval_split="validation"))
     search = len(load_records(REPO / "executed" / "tuning"))
     text = re.sub(r"<[^>]+>", "", pages["05_experiments"])
-    assert f"{grid} runs of the grid and {search} tuning runs" in re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+", " ", text)
+    assert f"{grid} runs" in text and f"{search} tuning runs" in text
 
 
 def test_the_library_code_is_included_not_retyped(pages):
