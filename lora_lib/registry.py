@@ -63,6 +63,13 @@ def check_method(method: str, hparams: dict) -> None:
         raise TypeError(f"method {method!r} does not take {', '.join(unknown)}; it takes {takes}")
 
 
+def with_defaults(method: str, hparams: dict | None) -> dict:
+    """``hparams`` completed by ``method``'s defaults: what the method trains with (an unknown
+    method's ``hparams`` as they are)."""
+    given = dict(hparams or {})
+    return {**METHODS[method].defaults, **given} if method in METHODS else given
+
+
 def hyperparameters() -> dict[str, dict[str, object]]:
     """Every hyperparameter name that some method takes, with each method's default for it."""
     names: dict[str, dict[str, object]] = {}
@@ -91,7 +98,7 @@ def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
             f"(for example BertForSequenceClassification), got {type(model).__name__}"
         )
     spec = METHODS[method]
-    full_hparams = {**spec.defaults, **hparams}
+    full_hparams = with_defaults(method, hparams)
     model.requires_grad_(False)
     spec.apply(model, **full_hparams)
     for name in head_modules(model):

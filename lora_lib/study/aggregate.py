@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lora_lib.registry import METHODS
+from lora_lib.registry import METHODS, with_defaults
 
 # Sets of LoRA targets that have a name of their own (the LoRA paper's Section 7.1): BERT's
 # four attention matrices, and every linear layer of the encoder ("output.dense" is both the
@@ -42,8 +42,7 @@ def label_of(method: str, rank=None, targets=None) -> str:
 def config_label(method: str, hparams: dict | None) -> str:
     """``label_of`` a run's method and hyperparameters, the method's defaults standing in for any
     hyperparameter the run leaves out: the one way every table, figure and title names a run."""
-    given = dict(hparams or {})
-    known = {**METHODS[method].defaults, **given} if method in METHODS else given
+    known = with_defaults(method, hparams)
     return label_of(method, known.get("rank"), known.get("targets"))
 
 

@@ -131,9 +131,10 @@ def _scored_on(record: Record) -> str:
     return split if split == "validation" else f"{split} ({record.config.holdout_size:,})"
 
 
-def _set_of(path: Path, folder: Path) -> str | None:
-    """Which set a record under ``folder`` belongs to (``None``: not one the appendix shows)."""
-    parts = path.relative_to(folder).parts[:-1]
+def _set_of(where: Path, folder: Path) -> str | None:
+    """Which set the records in ``where``, a folder under ``folder``, belong to (``None``: not
+    one the appendix shows)."""
+    parts = where.relative_to(folder).parts
     if "superseded" in parts:
         return "superseded"
     if not parts:
@@ -147,7 +148,7 @@ def run_records(folder: str | Path) -> list[tuple[str, Path, Record]]:
     a ``superseded/``."""
     folder = Path(folder)
     places = sorted({folder, *(p.parent for p in folder.rglob("*.json"))})
-    found = [(where, _set_of(where / "x.json", folder)) for where in places]
+    found = [(where, _set_of(where, folder)) for where in places]
     return [
         (name, where / f"{r.run_id}.json", r) for where, name in found if name is not None for r in load_records(where)
     ]

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lora_lib.registry import METHODS, check_method, hyperparameters
+from lora_lib.registry import METHODS, check_method, hyperparameters, with_defaults
 
 MAX_LENGTH = 128
 
@@ -104,5 +104,5 @@ class RunConfig(BaseModel):
         its name and where it was written; and without the fields in ``ignoring`` too, for runs
         compared across them (the head, the precision)."""
         fields = self.model_dump(exclude={"seed", "run_id", "output_dir", "data_dir", "device", *ignoring})
-        fields["hparams"] = {**METHODS[self.method].defaults, **self.hparams}
+        fields["hparams"] = with_defaults(self.method, self.hparams)
         return json.dumps(fields, sort_keys=True, default=list)

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lora_lib.registry import METHODS
+from lora_lib.registry import with_defaults
 
 from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
@@ -157,6 +157,4 @@ def against_reference(
 
 def rank_of(record: Record):
     """LoRA's rank as the run trained it (the method's default where the run left it out)."""
-    return (
-        {**METHODS[record.method].defaults, **record.config.hparams}.get("rank") if record.method in METHODS else None
-    )
+    return with_defaults(record.method, record.config.hparams).get("rank")

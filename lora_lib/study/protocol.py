@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lora_lib.registry import METHODS
+from lora_lib.registry import METHODS, with_defaults
 
 from . import paired
 from .aggregate import config_label, format_lr, label_of, method_order
@@ -41,7 +41,7 @@ def search_table(records: list[Record], eval_split: str = "holdout") -> pd.DataF
     stage, configuration, learning rate and held-out accuracy (%)."""
     rows = []
     for r in (r for r in records if r.metrics.eval_split == eval_split):
-        hparams = {**LORA_DEFAULTS, **r.config.hparams} if r.method == "lora" else r.config.hparams
+        hparams = with_defaults(r.method, r.config.hparams)
         rows.append(
             {
                 "run_id": r.run_id,
