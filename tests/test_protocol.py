@@ -203,6 +203,7 @@ def test_edges_say_where_each_best_rate_sits():
     assert table["edge"].tolist() == ["inside", "highest", "highest", "lowest", "highest"]
     assert table.loc["Head only", "best"] == 1e-2  # the lower of the tied rates
     assert table.loc["Full fine-tuning", "best"] == 6e-5 and table.loc["LoRA r=1", "tried"] == "2e-3, 4e-3"
+    assert table.loc["LoRA r=1", "accuracies"] == "80.0, 82.0"  # in the order of the rates tried
 
 
 def test_a_rank_takes_the_rate_of_the_searched_rank_nearest_in_log2():
@@ -327,6 +328,18 @@ def test_the_second_stage_chooses_among_its_rates_at_its_own_schedule_and_precis
     assert {"low", "best"} <= set(search["run_id"]) and not {"longer", "fp32"} & set(search["run_id"])
     chosen = protocol.chosen_rates(search, ranks=None)
     assert chosen.loc["Full fine-tuning", "stage"] == 2 and chosen.loc["Full fine-tuning", "lr"] == 3e-5
+    second = protocol.edges(search, stage=2)
+    assert list(second.index) == ["Full fine-tuning"] and second.loc["Full fine-tuning", "accuracies"] == "91.0, 90.0"
+
+
+def test_the_search_figure_draws_one_stage_at_a_time():
+    from lora_lib.study import render
+
+    search = protocol.clean_search([*CLEAN, stage_2_run("long", "full", 6e-5, 0.90)])
+    with pytest.raises(ValueError, match="one stage"):
+        render.search_curves(search, {"methods": ["Full fine-tuning"]})
+    fig = render.search_curves(search[search["stage"] == 1], {"methods": ["Full fine-tuning"]})
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == [80.0, 85.0, 83.0]  # not the stage-2 point at 90
 
 
 def test_the_schedule_comparison_pairs_each_schedule_in_the_same_precision_and_decides_by_the_rule():

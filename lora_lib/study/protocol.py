@@ -160,7 +160,8 @@ def grid_rates(search: pd.DataFrame, ranks=(1, 2, 4, 8, 16, 32, 64)) -> pd.DataF
 
 
 def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
-    """Per configuration of a stage: the rates tried, the best one and where it sits among them.
+    """Per configuration of a stage: the rates tried, their held-out accuracies (%) in the same
+    order, the best one and where it sits among them.
     A best rate at the lowest or highest tried (or tied with the best there) is on an edge:
     the range is extended that way."""
     rows = []
@@ -177,6 +178,7 @@ def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
                 "method": best["method"],
                 "rank": best["rank"],
                 "tried": ", ".join(format_lr(lr) for lr in runs["lr"]),
+                "accuracies": ", ".join(f"{a:.1f}" for a in runs["accuracy"]),
                 "best": best["lr"],
                 "accuracy": best["accuracy"],
                 "edge": position if len(runs) > 1 else "one rate",

@@ -139,7 +139,11 @@ def seed_spread(summary: pd.DataFrame, results: pd.DataFrame) -> Figure:
 
 def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
     """Held-out accuracy against the learning rate (log scale), a line per configuration, one
-    panel per entry of ``panels`` (title: configurations); each line's best rate is filled."""
+    panel per entry of ``panels`` (title: configurations); each line's best rate is filled.
+    ``search`` holds one stage of the search: the stages' schedules differ, so their points
+    would not lie on one curve."""
+    if "stage" in search and search["stage"].nunique() > 1:
+        raise ValueError(f"search_curves draws one stage of the search, got stages {sorted(search['stage'].unique())}")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True, squeeze=False)
     for ax, (title, configurations) in zip(axes[0], panels.items()):
         for index, configuration in enumerate(configurations):
