@@ -131,6 +131,7 @@ return {
     .map(a => ({href: a.href, text: a.innerText.trim(), visible: visible(a)})),
 };
 """
+MYST_MARKUP = re.compile(r"`{3,}\{\w+\}|\{(?:glue|numref|ref)(?::\w+)?\}`|^:name: ", re.M)
 RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
 STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_analysis"]  # the pages whose point is a figure
 
@@ -200,6 +201,13 @@ def test_no_figure_or_table_shows_as_text(seen, name):
     assert not raw, (
         f"{name} shows a Markdown table as text: ...{page['text_outside_code'][raw.start() - 80 : raw.end()]}"
     )
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_myst_markup_shows_as_text(seen, name):
+    # a directive the parser did not take (a backtick in a fence's title ends it) prints as text
+    markup = MYST_MARKUP.search(seen[name]["text_outside_code"])
+    assert not markup, f"{name} shows MyST markup as text: ...{markup.group(0)}..."
 
 
 @pytest.mark.parametrize("name", PAGES)
