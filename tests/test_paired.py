@@ -92,6 +92,10 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
         paired.against_reference(runs[:2], labels=LABELS)
     weights = paired.against_reference(runs[:4], reference="LoRA r=8", labels=LABELS)
     assert weights.loc["LoRA r=16 on query", "difference"].estimate == pytest.approx(-12.5)
+    spent = paired.which_weights(runs, labels=LABELS)  # full fine-tuning and r=1 are not ways to spend r=8's budget
+    assert list(spent.index) == ["LoRA r=8", "LoRA r=16 on query"]
+    assert spent.loc["LoRA r=16 on query", "difference"].estimate == pytest.approx(-12.5)
+    assert spent["trainable"].tolist() == [r.params.trainable for r in (runs[2], runs[0])]
 
     figure = render.differences_plot(table, "Full fine-tuning", target=-1.0)
     ax = figure.axes[0]

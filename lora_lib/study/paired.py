@@ -10,6 +10,8 @@
 - ``against_reference(records, reference)``: every configuration of a grid beside one of them
   (full fine-tuning, or LoRA r=8 for the choice of weights): its accuracy both ways and its
   paired difference to the reference.
+- ``which_weights(records)``: the same for the ways of spending LoRA r=8's parameters on other
+  weight matrices (the LoRA paper's Section 7.1), each against query and value at r=8.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lora_lib.registry import with_defaults
+from lora_lib.registry import METHODS, with_defaults
 
 from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
@@ -153,6 +155,28 @@ def against_reference(
     frame["_order"] = frame["method"].map(method_order)
     frame = frame.sort_values(["_order", "_variant", "rank"], na_position="first")
     return frame.drop(columns=["_order", "_variant"]).set_index("configuration")
+
+
+def which_weights(
+    records: list[Record], reference: str = "LoRA r=8", data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """``against_reference`` on LoRA's configurations that adapt other weight matrices than its
+    default ones (query and value), beside the ``reference`` configuration on the default ones,
+    with each one's count of trained parameters (column "trainable"): which weights to spend a
+    budget of parameters on."""
+    default = list(METHODS["lora"].defaults["targets"])
+    chosen = [
+        r
+        for r in records
+        if r.method == "lora"
+        and (
+            config_label(r.method, r.config.hparams) == reference
+            or list(with_defaults(r.method, r.config.hparams)["targets"]) != default
+        )
+    ]
+    table = against_reference(chosen, reference, data_dir, labels)
+    trainable = {config_label(r.method, r.config.hparams): r.params.trainable for r in chosen}
+    return table.assign(trainable=table.index.map(trainable))
 
 
 def rank_of(record: Record):

@@ -1,0 +1,55 @@
+"""The second study beside the first: what each configuration trained with in each, and what
+its mean validation accuracy did.
+
+Both studies score the same 872 validation sentences, so the sentences' own sampling error is
+shared and the difference carries the seeds' spread only (Welch's interval over seeds); the
+first study's records keep no per-sentence predictions to pair them sentence by sentence.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .aggregate import config_label, format_lr, method_order
+from .paired import rank_of
+from .record import Record
+from .stats import t_interval, welch_interval
+
+
+def _by_label(records: list[Record]) -> dict[str, list[Record]]:
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(config_label(record.method, record.config.hparams), []).append(record)
+    for label, runs in groups.items():
+        if len({r.group_key() for r in runs}) > 1:
+            raise ValueError(f"{label!r} names more than one configuration of a study: pass the records of one grid")
+    return groups
+
+
+def since_first_study(first: list[Record], second: list[Record]) -> pd.DataFrame:
+    """One row per configuration that both studies ran (by ``config_label``), in registry order:
+    each study's head, learning rate and seeds, each one's mean validation accuracy with its
+    t-interval over seeds, and the second's mean minus the first's (Welch, over seeds)."""
+    if any(r.metrics.eval_split != "validation" for r in [*first, *second]):
+        raise ValueError("since_first_study compares validation accuracy: pass records scored on the validation split")
+    before, after = _by_label(first), _by_label(second)
+    rows = []
+    for label in before.keys() & after.keys():
+        old, new = before[label], after[label]
+        old_accuracy, new_accuracy = ([r.metrics.dev_accuracy for r in runs] for runs in (old, new))
+        rows.append(
+            {
+                "configuration": label,
+                "_order": (method_order(new[0].method), rank_of(new[0]) or 0),
+                "head": f"{old[0].config.head} → {new[0].config.head}",
+                "learning rate": f"{format_lr(old[0].config.lr)} → {format_lr(new[0].config.lr)}",
+                "seeds": f"{len(old)} → {len(new)}",
+                "first study (%)": t_interval(old_accuracy),
+                "second study (%)": t_interval(new_accuracy),
+                "change (points)": welch_interval(new_accuracy, old_accuracy),
+            }
+        )
+    if not rows:
+        raise ValueError("the two studies share no configuration: pass the first study's and the second's records")
+    frame = pd.DataFrame(rows).sort_values("_order").drop(columns="_order")
+    return frame.set_index("configuration")
