@@ -444,3 +444,31 @@ def test_a_run_whose_kernel_never_started_is_started_again(tmp_path, monkeypatch
     assert len(attempts) == calls and status == "failed"
     # a failure of the run itself is never retried, and is what the sweep reports
     assert ("a failure of the run itself" in message) == (failures < calls)
+
+
+def test_a_sweep_given_minutes_starts_no_run_after_them(tmp_path, monkeypatch):
+    grid = sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}], seeds=[0, 1, 2, 3]))
+    clock = {"now": 0.0}
+    started = []
+
+    def ten_minute_run(run, grid, env=None):
+        started.append(run.run_id)
+        clock["now"] += 600
+        return "done", ""
+
+    monkeypatch.setattr(sweep.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(sweep, "execute", ten_minute_run)
+    monkeypatch.setattr(sweep, "check_kernel_imports", lambda root: None)
+    summary = sweep.sweep(grid, start_within=15)  # runs start at minutes 0 and 10; the one at 20 waits
+    assert started == ["bitfit_s0", "bitfit_s1"] == summary["done"]
+    assert summary["not started"] == ["bitfit_s2", "bitfit_s3"]
+    with pytest.raises(ValueError, match="start_within"):
+        sweep.sweep(grid, start_within=15, scheduler="tcp://127.0.0.1:1")
+
+
+def test_the_cli_refuses_minutes_it_cannot_keep(tmp_path, capsys):
+    path = write_grid(tmp_path / "grid", [{"method": "bitfit"}])
+    for argv in (["--start-within", "-5"], ["--start-within", "30", "--scheduler", "tcp://127.0.0.1:1"]):
+        with pytest.raises(SystemExit) as stop:
+            sweep.main([str(path), *argv])
+        assert stop.value.code == 2 and "--start-within" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The experiment grid: expand ``experiments.yml`` into runs and execute them with papermill.
 
     lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N | --scheduler ADDRESS] [--commit]
+                               [--start-within MINUTES]
 
 Each run goes through the training notebook (``book/train.ipynb`` beside the grid file, or
 the grid's ``notebook``) into ``<output_dir>/<run_id>.ipynb`` and writes
@@ -9,7 +10,9 @@ its parameters since, which reruns it, says why, and keeps the earlier files in
 ``superseded/``), so a sweep that was stopped
 (at any moment: records are written atomically, last) finishes when started again, with
 no run done twice. A failed run is reported, its notebook kept under ``failed/``, and the
-sweep goes on; the exit status is 1 if any run failed.
+sweep goes on; the exit status is 1 if any run failed. With ``--start-within MINUTES`` a
+sweep on this machine starts no run after that many minutes and stops once the runs in progress
+finish, so that a machine that must be free at a known time loses no run halfway.
 
 With ``--scheduler tcp://HOST:8786`` the runs go, one task each, to a running Dask cluster
 instead of this machine's processes (``lora_lib.study.cluster``); everything else is the same.
@@ -268,14 +271,18 @@ def sweep(
     dry_run: bool = False,
     commit: bool = False,
     scheduler: str | None = None,
+    start_within: float | None = None,
 ) -> dict[str, list]:
     """Run every run of ``grid`` that matches ``only`` and has no valid record yet.
 
     With ``commit``, each finished run's files are committed to git as soon as it finishes,
     so that a long sweep loses at most the runs in progress if its machine goes away. With
     ``scheduler`` (a Dask scheduler's address), the runs are tasks on that cluster, and
-    ``summary["workers"]`` says which worker ran each.
+    ``summary["workers"]`` says which worker ran each. With ``start_within`` (minutes, on this
+    machine only), no run starts after that long: ``summary["not started"]`` lists those left.
     """
+    if start_within is not None and scheduler:
+        raise ValueError("start_within is for runs on this machine; a cluster takes every run at once")
     selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
     todo, stale = [], {}
     for r in selected:
@@ -284,7 +291,7 @@ def sweep(
         elif changed := changed_parameters(r, grid.output_dir):
             stale[r.run_id] = changed
             todo.append(r)
-    summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": []}
+    summary = {"done": [], "skipped": [r.run_id for r in selected if r not in todo], "failed": [], "not started": []}
     if scheduler:
         summary["workers"] = {}
     if dry_run:
@@ -311,7 +318,8 @@ def sweep(
         elif not scheduler:
             if todo:
                 check_kernel_imports(grid.root)
-            _on_this_machine(todo, grid, summary, commit, jobs)
+            deadline = None if start_within is None else time.monotonic() + 60 * start_within
+            _on_this_machine(todo, grid, summary, commit, jobs, deadline)
     finally:
         if client is not None:
             client.close()
@@ -342,7 +350,9 @@ def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
     return finished
 
 
-def _on_this_machine(todo: list[Run], grid: Grid, summary: dict, commit: bool, jobs: int) -> None:
+def _on_this_machine(
+    todo: list[Run], grid: Grid, summary: dict, commit: bool, jobs: int, deadline: float | None = None
+) -> None:
     devices = _free_slots(jobs)
     lock = threading.Lock()
     with tqdm(total=len(todo), desc="runs", unit="run") as bar:
@@ -350,6 +360,9 @@ def _on_this_machine(todo: list[Run], grid: Grid, summary: dict, commit: bool, j
 
         def one(run: Run):
             with lock:
+                if deadline is not None and time.monotonic() >= deadline:
+                    summary["not started"].append(run.run_id)
+                    return
                 slot = devices.pop()
             try:
                 status, message = execute(run, grid, env=slot)
@@ -408,9 +421,20 @@ def main(argv: list[str] | None = None) -> int:
         help="run each run as a task on the Dask cluster whose scheduler is at ADDRESS "
         "(tcp://HOST:8786); its workers must see this folder at the same path",
     )
+    parser.add_argument(
+        "--start-within",
+        type=float,
+        metavar="MINUTES",
+        help="start no run after MINUTES from now; the runs in progress then finish, and a later "
+        "sweep takes up the rest (this machine only)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.start_within is not None and args.start_within < 0:
+        parser.error("--start-within must be a number of minutes, 0 or more")
+    if args.scheduler and args.start_within is not None:
+        parser.error("--start-within is for runs on this machine; a cluster takes every run at once")
     if args.scheduler and args.jobs != 1:
         parser.error("--jobs is for runs on this machine; on a cluster, the workers' threads say how many run at once")
     try:
@@ -419,7 +443,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     try:
         summary = sweep(
-            grid, only=args.only, jobs=args.jobs, dry_run=args.dry_run, commit=args.commit, scheduler=args.scheduler
+            grid,
+            only=args.only,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            commit=args.commit,
+            scheduler=args.scheduler,
+            start_within=args.start_within,
         )
     except GridError as err:
         parser.exit(2, f"lora-sweep: error: {err}\n")
@@ -428,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     done, skipped, failed = (len(summary[k]) for k in ("done", "skipped", "failed"))
     print(f"{done} done, {skipped} skipped (already done), {failed} failed")
+    if summary["not started"]:
+        print(f"{len(summary['not started'])} not started (--start-within): run the sweep again to take them up")
     for run_id in summary["failed"]:
         notebook = grid.output_dir / "failed" / f"{run_id}.ipynb"
         print(f"  failed: {run_id} ({f'notebook in {notebook}' if notebook.is_file() else 'no notebook'})")
