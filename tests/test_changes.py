@@ -38,3 +38,17 @@ def test_studies_without_a_shared_configuration_or_off_the_validation_split_are_
         changes.since_first_study(first, second)
     with pytest.raises(ValueError, match="share no configuration"):
         changes.since_first_study([r for r in first if r.method == "lora"], study("mean", 6e-5, [0.9, 0.9], [0.9, 0.9]))
+
+
+def test_time_per_run_sets_each_shared_configuration_and_every_run_side_by_side():
+    first = study("frozen-pooler", 1.2e-4, [0.88, 0.89], [0.87, 0.88], ranks=(8, 64))
+    second = study("mean", 6e-5, [0.9, 0.9], [0.9, 0.9])
+    for records, minutes in ((first, {"full": 15, "lora": 10}), (second, {"full": 12, "lora": 6})):
+        for r in records:
+            r.cost.train_seconds = 60 * minutes[r.method]
+    table = changes.time_per_run(first, second)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8", "every run"]
+    assert table.loc["LoRA r=8", "second / first"] == pytest.approx(0.6)
+    # the first study's mean over its 6 runs (2 full at 15, 4 LoRA at 10) against the second's 4
+    assert table.loc["every run", "first study (min)"] == pytest.approx((2 * 15 + 4 * 10) / 6)
+    assert table.loc["every run", "second / first"] == pytest.approx(9 / (70 / 6))

@@ -1,5 +1,5 @@
-"""The second study beside the first: what each configuration trained with in each, and what
-its mean validation accuracy did.
+"""The second study beside the first: what each configuration trained with in each, what its
+mean validation accuracy did (``since_first_study``), and what a run cost (``time_per_run``).
 
 Both studies score the same 872 validation sentences, so the sentences' own sampling error is
 shared and the difference carries the seeds' spread only (Welch's interval over seeds); the
@@ -52,4 +52,23 @@ def since_first_study(first: list[Record], second: list[Record]) -> pd.DataFrame
     if not rows:
         raise ValueError("the two studies share no configuration: pass the first study's and the second's records")
     frame = pd.DataFrame(rows).sort_values("_order").drop(columns="_order")
+    return frame.set_index("configuration")
+
+
+def time_per_run(first: list[Record], second: list[Record]) -> pd.DataFrame:
+    """Training minutes per run: for each configuration both studies ran, each study's mean and
+    the second's over the first's; then a row "every run", each study's mean over all its runs
+    (the grids differ in their mix of configurations), and its ratio."""
+    before, after = _by_label(first), _by_label(second)
+
+    def minutes(runs: list[Record]) -> float:
+        return sum(r.cost.train_seconds for r in runs) / len(runs) / 60
+
+    shared = sorted(
+        before.keys() & after.keys(), key=lambda c: (method_order(after[c][0].method), rank_of(after[c][0]) or 0)
+    )
+    rows = [(label, minutes(before[label]), minutes(after[label])) for label in shared]
+    rows.append(("every run", minutes(first), minutes(second)))
+    frame = pd.DataFrame(rows, columns=["configuration", "first study (min)", "second study (min)"])
+    frame["second / first"] = frame["second study (min)"] / frame["first study (min)"]
     return frame.set_index("configuration")
