@@ -203,7 +203,7 @@ def grid_progress(grid_file: str | Path, index: pd.DataFrame) -> str:
     text = (
         f"All {len(planned)} runs of `{name}` have finished."
         if planned <= done
-        else f"{len(planned & done)} of the {len(planned)} runs of `{name}` have finished; the grid is still running."
+        else f"{len(planned & done)} of the {len(planned)} runs of `{name}` have finished; the others have not run yet."
     )
     if done - planned:
         text += f" {len(done - planned)} run(s) here are no longer in `{name}`: {', '.join(sorted(done - planned))}."
