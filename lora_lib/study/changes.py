@@ -12,18 +12,24 @@ import pandas as pd
 
 from .aggregate import config_label, format_lr, method_order
 from .paired import rank_of
-from .record import Record
+from .record import Record, by_configuration
 from .stats import t_interval, welch_interval
 
 
 def _by_label(records: list[Record]) -> dict[str, list[Record]]:
+    """One study's configurations by ``config_label``, the name both studies give them."""
     groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(config_label(record.method, record.config.hparams), []).append(record)
-    for label, runs in groups.items():
-        if len({r.group_key() for r in runs}) > 1:
+    for runs in by_configuration(records).values():
+        label = config_label(runs[0].method, runs[0].config.hparams)
+        if label in groups:
             raise ValueError(f"{label!r} names more than one configuration of a study: pass the records of one grid")
+        groups[label] = runs
     return groups
+
+
+def _order(runs: list[Record]) -> tuple[int, int]:
+    """Where a configuration's row goes: the registry's order of methods, then LoRA's rank."""
+    return method_order(runs[0].method), rank_of(runs[0]) or 0
 
 
 def since_first_study(first: list[Record], second: list[Record]) -> pd.DataFrame:
@@ -34,13 +40,12 @@ def since_first_study(first: list[Record], second: list[Record]) -> pd.DataFrame
         raise ValueError("since_first_study compares validation accuracy: pass records scored on the validation split")
     before, after = _by_label(first), _by_label(second)
     rows = []
-    for label in before.keys() & after.keys():
+    for label in sorted(before.keys() & after.keys(), key=lambda name: _order(after[name])):
         old, new = before[label], after[label]
         old_accuracy, new_accuracy = ([r.metrics.dev_accuracy for r in runs] for runs in (old, new))
         rows.append(
             {
                 "configuration": label,
-                "_order": (method_order(new[0].method), rank_of(new[0]) or 0),
                 "head": f"{old[0].config.head} → {new[0].config.head}",
                 "learning rate": f"{format_lr(old[0].config.lr)} → {format_lr(new[0].config.lr)}",
                 "seeds": f"{len(old)} → {len(new)}",
@@ -51,8 +56,7 @@ def since_first_study(first: list[Record], second: list[Record]) -> pd.DataFrame
         )
     if not rows:
         raise ValueError("the two studies share no configuration: pass the first study's and the second's records")
-    frame = pd.DataFrame(rows).sort_values("_order").drop(columns="_order")
-    return frame.set_index("configuration")
+    return pd.DataFrame(rows).set_index("configuration")
 
 
 def time_per_run(first: list[Record], second: list[Record]) -> pd.DataFrame:
@@ -64,9 +68,7 @@ def time_per_run(first: list[Record], second: list[Record]) -> pd.DataFrame:
     def minutes(runs: list[Record]) -> float:
         return sum(r.cost.train_seconds for r in runs) / len(runs) / 60
 
-    shared = sorted(
-        before.keys() & after.keys(), key=lambda c: (method_order(after[c][0].method), rank_of(after[c][0]) or 0)
-    )
+    shared = sorted(before.keys() & after.keys(), key=lambda name: _order(after[name]))
     rows = [(label, minutes(before[label]), minutes(after[label])) for label in shared]
     rows.append(("every run", minutes(first), minutes(second)))
     frame = pd.DataFrame(rows, columns=["configuration", "first study (min)", "second study (min)"])

@@ -27,7 +27,7 @@ from lora_lib.registry import METHODS, with_defaults
 from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
 from .data import evaluation_split, load_sst2
-from .record import Record
+from .record import Record, by_configuration
 from .stats import Interval, McNemar, bootstrap_interval, mcnemar, paired_bootstrap, t_interval, welch_interval
 
 
@@ -98,9 +98,7 @@ def accuracy_intervals(records: list[Record], data_dir: str | None = None, label
     """Per configuration (``Record.group_key``): the mean accuracy's 95% interval over the seeds
     alone (t) beside the one over seeds and sentences (bootstrap), which adds the evaluation
     split's own sampling error. Records without predictions (schema version 1) are an error."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(record.group_key(), []).append(record)
+    groups = by_configuration(records)
     rows = []
     for group, runs in groups.items():
         gold = evaluation_labels(runs[0].config, data_dir) if labels is None else labels
@@ -122,9 +120,7 @@ def against_reference(
     alone and over seeds and sentences, and its difference to the ``reference`` configuration
     (by its label; paired bootstrap, with McNemar's p); the reference's own row has no
     difference. Every record must be scored on the same split."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(record.group_key(), []).append(record)
+    groups = by_configuration(records)
     base = [runs for runs in groups.values() if config_label(runs[0].method, runs[0].config.hparams) == reference]
     if len(base) != 1:
         raise ValueError(

@@ -180,6 +180,15 @@ def load_records(folder: str | Path, eval_split: str | None = None) -> list[Reco
     return sorted((r for r in records if eval_split in (None, r.metrics.eval_split)), key=lambda r: r.run_id)
 
 
+def by_configuration(records: list[Record]) -> dict[str, list[Record]]:
+    """The records grouped by ``Record.group_key`` (runs that differ only in their seed), each
+    configuration in the order its first record came."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.group_key(), []).append(record)
+    return groups
+
+
 COLUMNS = {
     "run_id": "the run's id",
     "group": "the configuration without its seed (runs with the same group differ only in their seed)",

@@ -264,6 +264,20 @@ def _git(command: list[str], folder: Path, attempts: int = GIT_ATTEMPTS) -> None
             time.sleep(GIT_RETRY_SECONDS)
 
 
+def check_options(jobs: int, scheduler: str | None, start_within: float | None) -> None:
+    """Refuse options that make no sense, or no sense together, naming them (``ValueError``)."""
+    if jobs < 1:
+        raise ValueError("jobs (--jobs) must be at least 1")
+    if start_within is not None and start_within < 0:
+        raise ValueError("start_within (--start-within) must be a number of minutes, 0 or more")
+    if scheduler and start_within is not None:
+        raise ValueError("start_within (--start-within) is for runs on this machine; a cluster takes every run at once")
+    if scheduler and jobs != 1:
+        raise ValueError(
+            "jobs (--jobs) is for runs on this machine; on a cluster, the workers' threads say how many run at once"
+        )
+
+
 def sweep(
     grid: Grid,
     only: list[str] | None = None,
@@ -281,8 +295,7 @@ def sweep(
     ``summary["workers"]`` says which worker ran each. With ``start_within`` (minutes, on this
     machine only), no run starts after that long: ``summary["not started"]`` lists those left.
     """
-    if start_within is not None and scheduler:
-        raise ValueError("start_within is for runs on this machine; a cluster takes every run at once")
+    check_options(jobs, scheduler, start_within)
     selected = [r for r in grid.runs if not only or any(fnmatch.fnmatch(r.run_id, p) for p in only)]
     todo, stale = [], {}
     for r in selected:
@@ -429,14 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         "sweep takes up the rest (this machine only)",
     )
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    if args.start_within is not None and args.start_within < 0:
-        parser.error("--start-within must be a number of minutes, 0 or more")
-    if args.scheduler and args.start_within is not None:
-        parser.error("--start-within is for runs on this machine; a cluster takes every run at once")
-    if args.scheduler and args.jobs != 1:
-        parser.error("--jobs is for runs on this machine; on a cluster, the workers' threads say how many run at once")
+    try:
+        check_options(args.jobs, args.scheduler, args.start_within)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         grid = expand(args.experiments)
     except GridError as err:
