@@ -189,3 +189,49 @@ def test_the_targets_are_judged_from_the_paired_intervals():
     assert judged["by"].tolist() == ["+0.50", "+0.40", "-0.50"]
     worse = table.assign(difference=[None, Interval(-1.6, -2.0, -1.2), Interval(-1.5, -2.2, -0.8), None])
     assert judge_targets(worse)["verdict"].tolist()[1] == "missed"
+
+
+def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sentences():
+    from lora_lib.study.findings import paired_findings
+    from lora_lib.study.paired import against_reference
+    from lora_lib.study.record import Predictions
+
+    labels = [i % 2 for i in range(400)]
+
+    def runs(method, rank, wrong, seeds=5, pct=0.3):
+        """Seeds that each get the first ``wrong`` sentences wrong and the rest right."""
+        made = []
+        for seed in range(seeds):
+            predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
+            record = make_record(
+                f"{method}_r{rank}_s{seed}",
+                method=method,
+                rank=rank,
+                seed=seed,
+                accuracy=1 - wrong / len(labels),
+                trainable_pct=pct,
+                predictions=Predictions(label=predicted, prob_positive=[0.5] * len(predicted)),
+            )
+            made.append(record)
+        return made
+
+    records = [
+        *runs("full", None, 8, pct=100.0),  # 98%: above 90 whatever the sentences
+        *runs("lora", 8, 12),  # 1 point below full on the same sentences
+        *runs("lora", 4, 9, pct=0.2),  # the best under 1%: 0.25 points below
+        *runs("lora", 1, 40, pct=0.05),
+        *runs("lora", 64, 8, pct=2.6),
+        *runs("bitfit", None, 60, pct=0.1),
+        *runs("houlsby", None, 10, seeds=2, pct=1.0),  # two of five seeds: not a result yet
+    ]
+    table = against_reference(records, labels=labels)
+    lines = paired_findings(table, summarize(results_table(records)), seeds=5)
+    full_line, lora_line, rank_line, others, pending = lines
+    assert "98.00%" in full_line and full_line.endswith("target is met.")
+    # every seed errs on the same sentences, so the pairing leaves no doubt about the one-point gaps
+    assert lora_line.startswith("The most accurate LoRA configuration under 1% trained, LoRA r=4 (0.20%)")
+    assert "0.25 points below" in lora_line and "point below is met" in lora_line
+    assert "LoRA r=8, the configuration named before the grid, is 1.00 points below" in lora_line
+    assert "over the 4 ranks" in rank_line and "helps" in rank_line
+    assert others.startswith("The other methods: BitFit (0.10% trained) is 13.00 points below")
+    assert "Houlsby" not in others and pending.endswith("Houlsby (2 of 5).")
