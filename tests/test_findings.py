@@ -191,47 +191,71 @@ def test_the_targets_are_judged_from_the_paired_intervals():
     assert judge_targets(worse)["verdict"].tolist()[1] == "missed"
 
 
+LABELS = [i % 2 for i in range(400)]
+
+
+def predicting(method, rank, wrong, seeds=5, pct=0.3):
+    """A configuration's records whose seeds each get the first ``wrong`` of ``LABELS`` wrong."""
+    from lora_lib.study.record import Predictions
+
+    predicted = [1 - y if i < wrong else y for i, y in enumerate(LABELS)]
+    return [
+        make_record(
+            f"{method}_r{rank}_s{seed}" if rank else f"{method}_s{seed}",
+            method=method,
+            rank=rank,
+            seed=seed,
+            accuracy=1 - wrong / len(LABELS),
+            trainable_pct=pct,
+            predictions=Predictions(label=predicted, prob_positive=[0.5] * len(predicted)),
+        )
+        for seed in range(seeds)
+    ]
+
+
+PAIRED_RECORDS = [
+    *predicting("full", None, 8, pct=100.0),  # 98%: above 90 whatever the sentences
+    *predicting("lora", 8, 12),  # 1 point below full on the same sentences
+    *predicting("lora", 4, 9, pct=0.2),  # the best under 1%: 0.25 points below
+    *predicting("lora", 1, 40, pct=0.05),
+    *predicting("lora", 64, 8, pct=2.6),
+    *predicting("bitfit", None, 60, pct=0.1),
+    *predicting("houlsby", None, 10, seeds=2, pct=1.0),  # two of five seeds: not a result yet
+]
+
+
 def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sentences():
     from lora_lib.study.findings import paired_findings
     from lora_lib.study.paired import against_reference
-    from lora_lib.study.record import Predictions
 
-    labels = [i % 2 for i in range(400)]
-
-    def runs(method, rank, wrong, seeds=5, pct=0.3):
-        """Seeds that each get the first ``wrong`` sentences wrong and the rest right."""
-        made = []
-        for seed in range(seeds):
-            predicted = [1 - y if i < wrong else y for i, y in enumerate(labels)]
-            record = make_record(
-                f"{method}_r{rank}_s{seed}",
-                method=method,
-                rank=rank,
-                seed=seed,
-                accuracy=1 - wrong / len(labels),
-                trainable_pct=pct,
-                predictions=Predictions(label=predicted, prob_positive=[0.5] * len(predicted)),
-            )
-            made.append(record)
-        return made
-
-    records = [
-        *runs("full", None, 8, pct=100.0),  # 98%: above 90 whatever the sentences
-        *runs("lora", 8, 12),  # 1 point below full on the same sentences
-        *runs("lora", 4, 9, pct=0.2),  # the best under 1%: 0.25 points below
-        *runs("lora", 1, 40, pct=0.05),
-        *runs("lora", 64, 8, pct=2.6),
-        *runs("bitfit", None, 60, pct=0.1),
-        *runs("houlsby", None, 10, seeds=2, pct=1.0),  # two of five seeds: not a result yet
-    ]
-    table = against_reference(records, labels=labels)
-    lines = paired_findings(table, summarize(results_table(records)), seeds=5)
+    table = against_reference(PAIRED_RECORDS, labels=LABELS)
+    lines = paired_findings(table, summarize(results_table(PAIRED_RECORDS)), seeds=5)
     full_line, lora_line, rank_line, others, pending = lines
     assert "98.00%" in full_line and full_line.endswith("target is met.")
-    # every seed errs on the same sentences, so the pairing leaves no doubt about the one-point gaps
+    # every seed errs on the same sentences, so the pairing leaves no doubt about the gaps
     assert lora_line.startswith("The most accurate LoRA configuration under 1% trained, LoRA r=4 (0.20%)")
     assert "0.25 points below" in lora_line and "point below is met" in lora_line
     assert "LoRA r=8, the configuration named before the grid, is 1.00 points below" in lora_line
     assert "over the 4 ranks" in rank_line and "helps" in rank_line
     assert others.startswith("The other methods: BitFit (0.10% trained) is 13.00 points below")
     assert "Houlsby" not in others and pending.endswith("Houlsby (2 of 5).")
+
+
+def test_the_report_sets_records_with_predictions_against_full_fine_tuning(tmp_path):
+    from lora_lib.study import report
+    from lora_lib.study.record import save_record
+
+    for record in PAIRED_RECORDS:
+        save_record(record, tmp_path / "executed")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.README_START}\nold\n{report.README_END}\n")
+    written = report.write_report(tmp_path / "executed", tmp_path / "report", readme=readme, labels=LABELS)
+    assert (tmp_path / "report" / "differences.png") in written["figures"]
+    text = readme.read_text()
+    assert "(report/differences.png)" in text and "interval over seeds and sentences" in text
+    # LoRA r=8's seeds each err on 4 more of the same 400 sentences than full fine-tuning's: 1 point below
+    [row] = [line for line in text.splitlines() if line.startswith("| LoRA r=8 |")]
+    accuracy, difference, seeds = row.split(" | ")[1:4]
+    assert accuracy.startswith("97.00 (") and difference.startswith("-1.00 (") and seeds == "5"
+    assert "- LoRA r=8, the configuration named before the grid" not in text  # a sentence, not a line
+    assert "Houlsby (2 of 5)" in text

@@ -17,7 +17,7 @@ import pytest
 
 from lora_lib.study import report, sweep
 from lora_lib.study.aggregate import summarize
-from lora_lib.study.record import load_record, load_results
+from lora_lib.study.record import load_record, load_records, load_results
 from lora_lib.study.render import ACCURACY_AGAINST
 from lora_lib.study.stats import t_interval
 
@@ -408,7 +408,7 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     _, executed, _ = swept
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## Results\n\n{report.README_START}\nold\n{report.README_END}\n\n## After\n")
-    report.update_readme(readme, summarize(load_results(executed)))
+    report.update_readme(readme, report.results_of(load_records(executed)))
     text = readme.read_text()
     assert "old" not in text and text.startswith("# x\n\n## Results\n\n")
     assert text.endswith(f"{report.README_END}\n\n## After\n")
@@ -422,7 +422,7 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     assert f"generated from `{source}/` by `lora-report {source} --out report --readme README.md`" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError) as err:
-        report.update_readme(readme, summarize(load_results(executed)))
+        report.update_readme(readme, report.results_of(load_records(executed)))
     assert "README.md" in str(err.value)
     assert readme.read_text() == "no markers"
 

@@ -226,17 +226,42 @@ def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    """``results_frame`` as a GitHub markdown table (the README's)."""
-    frame = results_frame(summary)
+def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The second study's results table as a reader reads it: ``paired.against_reference``'s
+    accuracy over seeds and sentences and difference to the reference, each with its 95%
+    interval, beside ``summarize``'s counts and costs of the same configurations."""
+    cost = summary.set_index("label")
+    cost = cost.loc[table.index]
+
+    def interval(value) -> str:
+        return "" if value is None else f"{value.estimate:.2f} ({value.low:.2f} to {value.high:.2f})"
+
+    return pd.DataFrame(
+        {
+            "method": table.index,
+            "accuracy (%)": table["accuracy over seeds and sentences"].map(interval).values,
+            "difference (points)": table["difference"].map(interval).values,
+            "seeds": table["seeds"].values,
+            "trainable": cost["trainable"].map(_format_count).values,
+            "trainable %": cost["trainable_pct"].map("{:.3f}".format).values,
+            "time (min)": cost["train_minutes"].map("{:.1f}".format).values,
+            "memory (MiB)": cost["peak_rss_mb"].map("{:.0f}".format).values,
+        }
+    )
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A results table made for reading (``results_frame``, ``paired_results_frame``) as a
+    GitHub markdown table (the README's)."""
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
-def latex_table(summary: pd.DataFrame) -> str:
-    """``results_frame`` as a booktabs LaTeX table."""
-    frame = results_frame(summary).assign(method=lambda f: f["method"].str.replace("(IA)^3", "(IA)$^3$", regex=False))
+def latex_table(frame: pd.DataFrame) -> str:
+    """A results table made for reading (``results_frame``, ``paired_results_frame``) as a
+    booktabs LaTeX table."""
+    frame = frame.assign(method=frame["method"].str.replace("(IA)^3", "(IA)$^3$", regex=False))
     frame["accuracy (%)"] = frame["accuracy (%)"].str.replace("±", r"$\pm$", regex=False)
     frame.columns = [c.replace("%", r"\%") for c in frame.columns]
     return frame.to_latex(index=False, escape=False, column_format="l" + "r" * (len(frame.columns) - 1))

@@ -5,13 +5,16 @@
 Writes the training loss curves, accuracy against trainable parameters, against training
 time and against peak memory (PNG and SVG), and the results table as LaTeX, markdown and
 CSV, from the records scored on the validation split. Runs that differ only in their seed
-form one row, reported as mean and standard deviation over the seeds.
+form one row. Records that keep their predictions (the second study's) are set against full
+fine-tuning on the same sentences, with intervals over seeds and sentences and a figure of
+the differences; the first study's are reported as mean and standard deviation over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -21,25 +24,73 @@ import pandas as pd
 from lora_lib.files import write_atomic
 
 from .aggregate import summarize
-from .findings import findings_markdown
-from .record import load_records, results_table
-from .render import ACCURACY_AGAINST, accuracy_plot, latex_table, loss_curves, markdown_table
+from .findings import LORA_MAX_GAP_POINTS, paired_findings
+from .findings import findings as seed_findings
+from .paired import against_reference
+from .record import Record, load_records, results_table
+from .render import (
+    ACCURACY_AGAINST,
+    accuracy_plot,
+    differences_plot,
+    latex_table,
+    loss_curves,
+    markdown_table,
+    paired_results_frame,
+    results_frame,
+)
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def write_report(folder: str | Path, out: str | Path, readme: str | Path | None = None) -> dict[str, list[Path]]:
+@dataclass(frozen=True)
+class Results:
+    """What the report says of a folder of records: the results table made for reading, the
+    findings as sentences, and how its accuracies are stated."""
+
+    runs: int
+    configurations: int
+    frame: pd.DataFrame
+    findings: list[str]
+    stated: str
+    paired: pd.DataFrame | None  # ``against_reference``'s table, where the records allow pairing
+
+
+def results_of(records: list[Record], labels=None) -> Results:
+    """The records' results. Where every record keeps its predictions and full fine-tuning is
+    among them, each configuration is set against full fine-tuning on the same sentences, with
+    intervals over seeds and sentences (``paired``); otherwise (the first study's records) the
+    intervals are over the seeds alone. ``labels`` stands in for the evaluation split's."""
+    summary = summarize(results_table(records))
+    count = int(summary["runs"].sum()), len(summary)
+    if all(r.predictions is not None for r in records) and (summary["method"] == "full").any():
+        table = against_reference(records, labels=labels)
+        stated = (
+            "SST-2 validation accuracy and the paired difference to full fine-tuning, each with its 95% "
+            "interval over seeds and sentences (bootstrap)"
+        )
+        findings = paired_findings(table, summary, seeds=int(table["seeds"].max()))
+        return Results(*count, paired_results_frame(table, summary), findings, stated, table)
+    stated = "SST-2 validation accuracy as mean ± standard deviation over seeds, with the mean's 95% t-interval"
+    return Results(*count, results_frame(summary), seed_findings(summary), stated, None)
+
+
+def write_report(
+    folder: str | Path, out: str | Path, readme: str | Path | None = None, labels=None
+) -> dict[str, list[Path]]:
     """Write every figure (PNG and SVG) and the table (LaTeX, markdown, CSV) into ``out``, from
-    the records in ``folder`` scored on the validation split; with ``readme``, rewrite its
-    results section from the same table (``update_readme``)."""
+    the records in ``folder`` scored on the validation split (``results_of``); with ``readme``,
+    rewrite its results section from the same results (``update_readme``)."""
     folder, out = Path(folder), Path(out)
     records = load_records(folder, eval_split="validation")
     if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
     summary = summarize(results_table(records))
+    results = results_of(records, labels)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"loss_curves": loss_curves(records)}
     figures |= {name: accuracy_plot(summary, *axis) for name, axis in ACCURACY_AGAINST.items()}
+    if results.paired is not None:
+        figures["differences"] = differences_plot(results.paired, "Full fine-tuning", target=-LORA_MAX_GAP_POINTS)
     written = {"figures": [], "tables": []}
     for name, fig in figures.items():
         for ext in ("png", "svg"):
@@ -49,7 +100,10 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
                 fig.savefig(path, dpi=150, metadata={"Date": None} if ext == "svg" else None)
             written["figures"].append(path)
         plt.close(fig)
-    for name, text in (("results_table.tex", latex_table(summary)), ("results_table.md", markdown_table(summary))):
+    for name, text in (
+        ("results_table.tex", latex_table(results.frame)),
+        ("results_table.md", markdown_table(results.frame)),
+    ):
         write_atomic(out / name, text)
         written["tables"].append(out / name)
     csv = summary.drop(columns=["group", "run_ids"]).assign(
@@ -58,17 +112,24 @@ def write_report(folder: str | Path, out: str | Path, readme: str | Path | None 
     write_atomic(out / "summary.csv", csv.to_csv(index=False))
     written["tables"].append(out / "summary.csv")
     if readme is not None:
-        update_readme(readme, summary, figures=out, source=folder)
+        update_readme(readme, results, figures=out, source=folder)
         written["readme"] = [Path(readme)]
     return written
 
 
+README_FIGURES = {
+    "differences": "Each configuration's SST-2 accuracy minus full fine-tuning's, with its 95% interval",
+    "accuracy_vs_params": "SST-2 accuracy against trainable parameters",
+    "accuracy_vs_time": "SST-2 accuracy against training time",
+}
+
+
 def update_readme(
-    readme: str | Path, summary: pd.DataFrame, figures: str | Path | None = None, source: str | Path = "executed"
+    readme: str | Path, results: Results, figures: str | Path | None = None, source: str | Path = "executed"
 ) -> None:
-    """Rewrite the part of ``readme`` between the results markers from ``summarize``'s table of
-    the records in ``source``; with ``figures`` (the folder ``write_report`` wrote), show its
-    accuracy figures too. The text names ``source`` and the command that wrote it."""
+    """Rewrite the part of ``readme`` between the results markers from ``results_of`` the
+    records in ``source``; with ``figures`` (the folder ``write_report`` wrote), show its
+    figures too. The text names ``source`` and the command that wrote it."""
     readme = Path(readme)
 
     def near_readme(path) -> str:
@@ -79,19 +140,16 @@ def update_readme(
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the results between")
     body = (
-        f"{int(summary['runs'].sum())} runs in {len(summary)} configurations, generated from "
-        f"`{near_readme(source)}/` by `{command}`; SST-2 validation accuracy "
-        f"as mean ± standard deviation over seeds, with the mean's 95% t-interval.\n\n"
-        f"{markdown_table(summary)}\n{findings_markdown(summary)}"
+        f"{results.runs} runs in {results.configurations} configurations, generated from "
+        f"`{near_readme(source)}/` by `{command}`; {results.stated}.\n\n"
+        f"{markdown_table(results.frame)}\n" + "".join(f"- {line}\n" for line in results.findings)
     )
     if figures is not None:
         where = near_readme(figures)
         body += "".join(
             f"\n![{alt}]({where}/{name}.png)\n"
-            for name, alt in (
-                ("accuracy_vs_params", "SST-2 accuracy against trainable parameters"),
-                ("accuracy_vs_time", "SST-2 accuracy against training time"),
-            )
+            for name, alt in README_FIGURES.items()
+            if (Path(figures) / f"{name}.png").is_file()
         )
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
