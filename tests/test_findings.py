@@ -259,3 +259,19 @@ def test_the_report_sets_records_with_predictions_against_full_fine_tuning(tmp_p
     assert accuracy.startswith("97.00 (") and difference.startswith("-1.00 (") and seeds == "5"
     assert "- LoRA r=8, the configuration named before the grid" not in text  # a sentence, not a line
     assert "Houlsby (2 of 5)" in text
+
+
+def test_the_landing_page_headline_is_judged_on_the_paired_table():
+    from lora_lib.study.findings import paired_headline
+    from lora_lib.study.paired import against_reference
+
+    complete = [r for r in PAIRED_RECORDS if r.method != "houlsby"]
+    numbers = paired_headline(against_reference(complete, labels=LABELS))
+    assert (numbers["runs"], numbers["configurations"], numbers["seeds"]) == (30, 6, "5")
+    assert (numbers["full_mean"], numbers["full_verdict"]) == ("98.00", "met")
+    assert (numbers["lora_label"], numbers["lora_diff"], numbers["lora_trainable"]) == ("LoRA r=4", "-0.25", "0.20%")
+    assert (numbers["stated_label"], numbers["stated_diff"]) == ("LoRA r=8", "-1.00")
+    low, high = (float(end) for end in numbers["stated_diff_ci"].split(" to "))
+    assert low < -1.0 < high and numbers["stated_verdict"] == "not resolved"
+    uneven = paired_headline(against_reference(PAIRED_RECORDS, labels=LABELS))
+    assert uneven["seeds"] == "2 to 5"

@@ -284,6 +284,36 @@ def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, 
     }
 
 
+def paired_headline(table: pd.DataFrame) -> dict[str, object]:
+    """The landing page's numbers from ``paired.against_reference``'s table, every interval over
+    seeds and sentences, every verdict ``judge_targets``'s: full fine-tuning's accuracy, the best
+    LoRA configuration under ``LORA_MAX_TRAINABLE_PCT``% and the pre-stated one, each with its
+    difference to full fine-tuning."""
+    _, best, stated = judge_targets(table).itertuples()
+    full = table.loc["Full fine-tuning", "accuracy over seeds and sentences"]
+    seeds = sorted(set(table["seeds"]))
+    numbers = {
+        "runs": int(table["seeds"].sum()),
+        "configurations": len(table),
+        "seeds": " to ".join(str(n) for n in seeds[:: max(len(seeds) - 1, 1)]),
+        "full_mean": f"{full.estimate:.2f}",
+        "full_ci": f"{full.low:.2f} to {full.high:.2f}",
+        "full_verdict": verdict(full.low, full.high, FULL_TARGET * 100),
+    }
+    for key, judged in (("lora", best), ("stated", stated)):
+        row = table.loc[judged.configuration]
+        accuracy, difference = row["accuracy over seeds and sentences"], row["difference"]
+        numbers |= {
+            f"{key}_label": judged.configuration,
+            f"{key}_trainable": _percent(row["trainable (%)"]),
+            f"{key}_mean": f"{accuracy.estimate:.2f}",
+            f"{key}_diff": f"{difference.estimate:+.2f}",
+            f"{key}_diff_ci": f"{difference.low:+.2f} to {difference.high:+.2f}",
+            f"{key}_verdict": judged.verdict,
+        }
+    return numbers
+
+
 def gaps_to_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> pd.DataFrame:
     """Every configuration against full fine-tuning: the gap in points with its 95% interval,
     and the one-point target's verdict from that interval."""
