@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_record
 from matplotlib.container import ErrorbarContainer
@@ -107,3 +108,19 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
     vertical = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2]  # axvline's two points
     assert sorted(x[0] for x in vertical if x[0] == x[1]) == [-1.0, 0.0]
     plt.close(figure)
+
+
+def test_the_two_intervals_of_each_accuracy_are_set_side_by_side():
+    from lora_lib.study.stats import Interval
+
+    table = pd.DataFrame(
+        {
+            "seeds": [5],
+            "accuracy over seeds": [Interval(88.0, 87.5, 88.5)],
+            "accuracy over seeds and sentences": [Interval(88.0, 86.75, 89.25)],
+        },
+        index=["Full fine-tuning"],
+    )
+    row = render.uncertainty_frame(table).loc["Full fine-tuning"]
+    assert row["mean (%)"] == 88.0 and row["over seeds"] == "87.50 to 88.50"
+    assert (row["width"], row["width with sentences"]) == pytest.approx((1.0, 2.5))

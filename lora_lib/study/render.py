@@ -250,6 +250,31 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
     )
 
 
+def uncertainty_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``paired.against_reference``'s two intervals of each configuration's mean accuracy side by
+    side, with their widths in points: over the seeds alone, and over seeds and sentences, which
+    adds the sampling error of the evaluation split's sentences."""
+
+    def ends(value) -> str:
+        return f"{value.low:.2f} to {value.high:.2f}"
+
+    def width(value) -> float:
+        return value.high - value.low
+
+    seeds, both = table["accuracy over seeds"], table["accuracy over seeds and sentences"]
+    return pd.DataFrame(
+        {
+            "seeds": table["seeds"],
+            "mean (%)": seeds.map(lambda value: value.estimate),
+            "over seeds": seeds.map(ends),
+            "width": seeds.map(width),
+            "over seeds and sentences": both.map(ends),
+            "width with sentences": both.map(width),
+        },
+        index=table.index,
+    )
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A results table made for reading (``results_frame``, ``paired_results_frame``) as a
     GitHub markdown table (the README's)."""
