@@ -8,7 +8,7 @@ import pytest
 from conftest import make_record
 
 from lora_lib.study.record import (
-    REPORTED,
+    ARCHIVE,
     SCHEMA_VERSION,
     Predictions,
     Record,
@@ -22,7 +22,7 @@ from lora_lib.study.record import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-EXECUTED = REPO / REPORTED
+FIRST_STUDY = REPO / "executed" / ARCHIVE
 
 
 def test_write_and_read_back(tmp_path):
@@ -46,13 +46,13 @@ def test_a_record_round_trips_with_its_predictions(tmp_path):
 
 
 def test_the_v1_records_of_the_study_load():
-    v1 = json.loads((EXECUTED / "lora_r8_s0.json").read_text())
+    v1 = json.loads((FIRST_STUDY / "lora_r8_s0.json").read_text())
     assert v1["schema_version"] == 1 and "predictions" not in v1
-    record = load_record(EXECUTED / "lora_r8_s0.json")
+    record = load_record(FIRST_STUDY / "lora_r8_s0.json")
     assert record.schema_version == 1 and record.predictions is None
     assert record.metrics.dev_accuracy == v1["metrics"]["dev_accuracy"]
     assert record.config.hparams["rank"] == 8 and record.seed == 0
-    records = load_records(EXECUTED)
+    records = load_records(FIRST_STUDY)
     assert len(records) >= 39 and {r.schema_version for r in records} >= {1}
 
 

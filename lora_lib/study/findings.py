@@ -113,7 +113,7 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
             )
         lines.append(line)
     if lora["rank"].nunique() > 2:
-        lines.append(_rank_sentence(lora))
+        lines.append(rank_effect(lora))
     others = done[~done["method"].isin(["full", "lora"])].sort_values("accuracy_mean", ascending=False)
     if not others.empty and full is not None:
         lines.append(
@@ -204,10 +204,9 @@ def paired_findings(table: pd.DataFrame, summary: pd.DataFrame, seeds: int) -> l
                     f"{_difference(done.loc[PRE_STATED, 'difference'])}: {stated[0].verdict}."
                 )
             lines.append(line)
-    ranks = summary[(summary["method"] == "lora") & (summary["runs"] >= seeds)]
-    ranks = ranks[ranks["label"] == ranks["rank"].map(lambda r: label_of("lora", r))]  # on query and value
+    ranks = lora_ranks(summary, seeds)
     if ranks["rank"].nunique() > 2:
-        lines.append(_rank_sentence(ranks))
+        lines.append(rank_effect(ranks))
     others = done[~done["method"].isin(["full", "lora"])]
     if not others.empty and "Full fine-tuning" in done.index:
         lines.append(
@@ -227,8 +226,16 @@ def paired_findings(table: pd.DataFrame, summary: pd.DataFrame, seeds: int) -> l
     return lines
 
 
-def _rank_sentence(ranks: pd.DataFrame) -> str:
-    """The rank's effect from ``summarize``'s rows of LoRA at several ranks on the same weights."""
+def lora_ranks(summary: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """``summarize``'s rows of LoRA on its default weights (query and value), one per rank, that
+    have ``seeds`` runs: the rows whose trend over the rank is the rank's effect."""
+    ranks = summary[(summary["method"] == "lora") & (summary["runs"] >= seeds)]
+    return ranks[ranks["label"] == ranks["rank"].map(lambda r: label_of("lora", r))]
+
+
+def rank_effect(ranks: pd.DataFrame) -> str:
+    """The rank's effect, as a sentence, from ``summarize``'s rows of LoRA at several ranks on the
+    same weights (``lora_ranks``): accuracy per doubling of r with its interval, and the ANOVA."""
     runs = [(rank, accuracy) for rank, accs in zip(ranks["rank"], ranks["accuracies"]) for accuracy in accs]
     trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
     slope = trend.slope
