@@ -18,6 +18,7 @@ from lora_lib.analysis import (
 )
 from lora_lib.study import updates
 from lora_lib.study.record import REPORTED, load_records
+from lora_lib.study.stats import Interval
 
 EXECUTED = Path(__file__).resolve().parent.parent / REPORTED
 
@@ -97,12 +98,17 @@ def test_full_update_energy_per_run_and_for_noise():
 
 
 def test_the_papers_gaps_come_from_their_published_numbers():
-    gaps = pd.DataFrame({"points below full": [1.5], "95% interval": ["-0.4 to 3.5"]}, index=["LoRA r=8"])
-    table = updates.against_papers(gaps, ["LoRA r=8"])
+    paired = pd.DataFrame({"difference": [Interval(-1.5, -3.5, 0.4)]}, index=["LoRA r=8"])
+    table = updates.against_papers(paired, ["LoRA r=8"])
     assert table.loc[("LoRA paper, Table 2", "RoBERTa-base", "LoRA"), "points below full"] == pytest.approx(-0.3)
-    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-0.4 to 3.5"
+    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "points below full"] == pytest.approx(1.5)
+    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-0.40 to 3.50"
     assert "full fine-tuning" not in table.index.get_level_values("method")
-    assert set(updates.reporting().index) == {"LoRA paper, Table 2", "Houlsby et al., Table 1", "this study"}
+    grid = [make_record(f"lora_r8_s{seed}", seed=seed, head="mean", epochs=1.5) for seed in range(5)]
+    reported = updates.reporting([*grid, make_record("full_s0", method="full", rank=None, head="mean", epochs=1.5)])
+    assert set(reported.index) == {"LoRA paper, Table 2", "Houlsby et al., Table 1", "this study"}
+    this_study = reported.loc["this study", "how the number is reported"]
+    assert "mean of 5 seeds" in this_study and "(1.5 epochs)" in this_study and "mean of the token states" in this_study
 
 
 def test_the_study_adapters_by_seed_and_their_spectra():

@@ -38,7 +38,7 @@ from lora_lib.analysis import (
 )
 
 from .aggregate import config_label, label_of
-from .record import Record
+from .record import Record, by_configuration
 
 Updates = dict[str, dict]  # module name -> {"A", "B", "delta"}, as lora_updates returns it
 
@@ -245,7 +245,12 @@ PUBLISHED = [
 REPORTING = {
     "LoRA paper, Table 2": "validation; median of 5 seeds, each at its best epoch; a dense classification head trained",
     "Houlsby et al., Table 1": "GLUE test server; one model per task, its adapter size and rate chosen on validation",
-    "this study": "validation; mean of 3 seeds at the end of training (1.5 epochs); a linear head on the frozen pooler",
+}
+# How this study's head is described where its numbers are set beside the papers'.
+HEAD_DESCRIPTIONS = {
+    "mean": "a linear classifier on the mean of the token states, which every method trains",
+    "pooler": "a linear classifier on BERT's pooler, both trained by every method",
+    "frozen-pooler": "a linear classifier on BERT's pooler, which only full fine-tuning trains",
 }
 
 
@@ -255,15 +260,20 @@ def published() -> pd.DataFrame:
     return frame.set_index(["source", "model", "method"])
 
 
-def reporting() -> pd.DataFrame:
-    """How each source's numbers were obtained."""
-    return pd.DataFrame({"how the number is reported": REPORTING}).rename_axis("source")
+def reporting(records: list[Record]) -> pd.DataFrame:
+    """How each source's numbers were obtained: the papers', and this study's from its
+    ``records`` (scored on the validation split): its seeds, epochs and head."""
+    seeds = max(len(runs) for runs in by_configuration(records).values())
+    epochs = ", ".join(f"{e:g}" for e in sorted({r.config.epochs for r in records}))
+    heads = "; ".join(HEAD_DESCRIPTIONS.get(h, f"the {h!r} head") for h in sorted({r.config.head for r in records}))
+    this_study = f"validation; mean of {seeds} seeds at the end of training ({epochs} epochs); {heads}"
+    return pd.DataFrame({"how the number is reported": REPORTING | {"this study": this_study}}).rename_axis("source")
 
 
-def against_papers(gaps: pd.DataFrame, configurations: list[str]) -> pd.DataFrame:
+def against_papers(table: pd.DataFrame, configurations: list[str]) -> pd.DataFrame:
     """The gap to full fine-tuning (points; positive: below it) of every method in the papers
-    (from ``published()``) and of ``configurations`` in this study, taken from ``gaps``
-    (``findings.gaps_to_full``'s table) with their 95% interval."""
+    (from ``published()``) and of ``configurations`` in this study, from ``table``
+    (``paired.against_reference``'s) with the 95% interval over seeds and sentences."""
     accuracy = published()["SST-2 accuracy (%)"]
     rows = []
     for (source, model), methods in accuracy.groupby(level=["source", "model"], sort=False):
@@ -271,7 +281,8 @@ def against_papers(gaps: pd.DataFrame, configurations: list[str]) -> pd.DataFram
         for (_, _, method), value in methods.drop("full fine-tuning", level="method").items():
             rows.append((source, model, method, round(full - value, 2), "–"))  # the papers give none
     for name in configurations:
-        row = gaps.loc[name]
-        rows.append(("this study", "MiniLM-L6", name, row["points below full"], row["95% interval"]))
+        difference = table.loc[name, "difference"]  # this configuration minus full fine-tuning
+        gap = f"{-difference.high:.2f} to {-difference.low:.2f}"
+        rows.append(("this study", "MiniLM-L6", name, round(-difference.estimate, 2), gap))
     columns = ["source", "model", "method", "points below full", "95% interval"]
     return pd.DataFrame(rows, columns=columns).set_index(["source", "model", "method"])
