@@ -261,36 +261,6 @@ def _difference(interval: Interval) -> str:
     )
 
 
-def findings_markdown(summary: pd.DataFrame) -> str:
-    """``findings`` as a markdown bullet list (the README and the book show it)."""
-    return "".join(f"- {line}\n" for line in findings(summary))
-
-
-def headline(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> dict[str, object]:
-    """The study's headline numbers, each with its 95% interval, for the landing page."""
-    done = summary[summary["runs"] >= seeds]
-    full = done[done["method"] == "full"].iloc[0]
-    against = lora_against_full(summary, seeds)
-    lora = against.judged
-    full_ci, lora_ci = t_interval(full["accuracies"]), t_interval(lora["accuracies"])
-    gap = welch_interval(full["accuracies"], lora["accuracies"])
-    return {
-        "runs": int(summary["runs"].sum()),
-        "configurations": len(summary),
-        "seeds": seeds,
-        "full_mean": f"{full_ci.estimate:.2f}",
-        "full_ci": f"{full_ci.low:.2f} to {full_ci.high:.2f}",
-        "full_verdict": verdict(full_ci.low, full_ci.high, FULL_TARGET * 100),
-        "lora_label": lora["label"],
-        "lora_trainable": f"{lora['trainable_pct']:.2f}%",
-        "lora_mean": f"{lora_ci.estimate:.2f}",
-        "lora_ci": f"{lora_ci.low:.2f} to {lora_ci.high:.2f}",
-        "lora_gap": f"{gap.estimate:.2f}",
-        "lora_gap_ci": f"{gap.low:.2f} to {gap.high:.2f}",
-        "lora_verdict": against.verdict,
-    }
-
-
 def paired_headline(table: pd.DataFrame) -> dict[str, object]:
     """The landing page's numbers from ``paired.against_reference``'s table, every interval over
     seeds and sentences, every verdict ``judge_targets``'s: full fine-tuning's accuracy, the best
@@ -319,39 +289,6 @@ def paired_headline(table: pd.DataFrame) -> dict[str, object]:
             f"{key}_verdict": judged.verdict,
         }
     return numbers
-
-
-def gaps_to_full(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> pd.DataFrame:
-    """Every configuration against full fine-tuning: the gap in points with its 95% interval,
-    and the one-point target's verdict from that interval."""
-    done = summary[summary["runs"] >= seeds]
-    full = done[done["method"] == "full"].iloc[0]
-    rows = []
-    for _, row in done[done["method"] != "full"].iterrows():
-        gap = welch_interval(full["accuracies"], row["accuracies"])
-        rows.append(
-            {
-                "configuration": row["label"],
-                "trained (%)": round(row["trainable_pct"], 3),
-                "points below full": round(gap.estimate, 2),
-                "95% interval": f"{gap.low:.2f} to {gap.high:.2f}",
-                "within a point": verdict(gap.low, gap.high, LORA_MAX_GAP_POINTS, higher_is_better=False),
-            }
-        )
-    return pd.DataFrame(rows).set_index("configuration")
-
-
-def fit_table(summary: pd.DataFrame, methods: tuple[str, ...] = ("full", "lora", "houlsby", "ia3")) -> pd.DataFrame:
-    """Validation accuracy beside the training loss each configuration ends on, mean over seeds."""
-    rows = summary[summary["method"].isin(methods)]
-    return pd.DataFrame(
-        {
-            "validation accuracy (%)": (rows["accuracy_mean"] * 100).round(2).values,
-            "final training loss": rows["train_loss_tail"].round(3).values,
-            "trained (%)": rows["trainable_pct"].round(2).values,
-        },
-        index=rows["label"].rename(None),
-    )
 
 
 def judge_targets(table: pd.DataFrame, pre_stated: str | None = PRE_STATED) -> pd.DataFrame:

@@ -99,18 +99,6 @@ def _plain(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
     return search[(search["method"] != "lora") | lora_ok]
 
 
-def stage_table(search: pd.DataFrame, stage: int, ranks=(8,)) -> pd.DataFrame:
-    """Held-out accuracy (%) of every candidate rate of a stage: a rate per row, a configuration
-    per column (LoRA on query and value at ``ranks``)."""
-    rows = _plain(search[search["stage"] == stage], ranks)
-    table = rows.pivot_table(index="lr", columns="configuration", values="accuracy")
-    first = rows.drop_duplicates("configuration").set_index("configuration")
-    order = sorted(table.columns, key=lambda c: _order(first.loc[c]))
-    table = table[order].rename_axis(None, axis=1)
-    table.index = [format_lr(lr) for lr in table.index]
-    return table.round(2).astype(object).where(table.notna(), "").rename_axis("learning rate")
-
-
 def chosen_rates(search: pd.DataFrame, ranks=(8,)) -> pd.DataFrame:
     """Each configuration's best rate: from stage 2 where it tried two rates or more, else from stage 1."""
     # stage 2 chooses only where it tried two rates or more; the lowest of tied rates last, as edges takes it
@@ -198,22 +186,6 @@ def rate_for_rank(searched: dict[int, float], rank: int) -> tuple[int, float]:
     return nearest, searched[nearest]
 
 
-def against_grid(chosen: pd.DataFrame, grid_configs: list[RunConfig]) -> pd.DataFrame:
-    """The search's choice beside the grid's rate, per configuration (the grid's LoRA ranks all
-    use the rate searched at r = 8)."""
-    grid = {}
-    for config in grid_configs:
-        name = "LoRA r=8" if config.method == "lora" else label_of(config.method)
-        grid.setdefault(name, config.lr)
-    frame = chosen.assign(grid=pd.Series(grid))
-    agrees = np.isclose(frame["lr"], frame["grid"])
-    return frame.assign(
-        lr=frame["lr"].map(format_lr),
-        grid=frame["grid"].map(format_lr, na_action="ignore"),
-        agrees=np.where(agrees, "yes", "no"),
-    )
-
-
 def pooler_comparison(search: pd.DataFrame) -> pd.DataFrame:
     """LoRA r = 8 on query and value, with and without a rank-8 update on the pooler, per rate."""
     rows = search[
@@ -260,16 +232,6 @@ def slice_overlap(eval_split: str, holdout_size: int, data_dir: str | None = Non
         "words": words(holdout["sentence"]),
         "validation_words": words(validation),
     }
-
-
-def eval_curves(records: list[Record], method: str) -> pd.DataFrame:
-    """Validation accuracy (%) of each seed of ``method`` at each evaluation (per epoch and at the end)."""
-    rows = {
-        r.config.seed: {f"epoch {e['epoch']:.1f}": round(e["accuracy"] * 100, 2) for e in r.history.eval}
-        for r in records
-        if r.method == method
-    }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed").sort_index()
 
 
 def head_comparison(records: list[Record]) -> pd.DataFrame:
