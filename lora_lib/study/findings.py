@@ -13,7 +13,9 @@ import pandas as pd
 from .aggregate import label_of
 from .stats import Interval, rank_trend, t_interval, welch_interval
 
-# The study's targets: SST-2 validation accuracy, judged from 95% intervals over the seeds.
+# The study's targets: SST-2 validation accuracy, judged from 95% intervals, over seeds and
+# sentences where the records keep their predictions (``paired_findings``), over the seeds for
+# the first study's (``findings``, whose configurations have SEEDS_PER_RESULT seeds each).
 FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, SEEDS_PER_RESULT = 0.90, 1.0, 1.0, 3
 # The LoRA configuration the second study named before its grid ran: a best-of-many choice can
 # flatter the best configuration, never this one.
