@@ -19,6 +19,7 @@ from lora_lib.analysis import (
 from lora_lib.study import updates
 from lora_lib.study.record import REPORTED, load_records
 from lora_lib.study.stats import Interval
+from lora_lib.study.sweep import expand
 
 EXECUTED = Path(__file__).resolve().parent.parent / REPORTED
 
@@ -114,7 +115,8 @@ def test_the_papers_gaps_come_from_their_published_numbers():
 def test_the_study_adapters_by_seed_and_their_spectra():
     records = load_records(EXECUTED, eval_split="validation")
     r8 = updates.lora_adapters(records, EXECUTED, 8)
-    assert sorted(r8) == [0, 1, 2] and len(r8[0]) == 12
+    grid_seeds = {run.parameters["seed"] for run in expand(EXECUTED.parent / "experiments.yml").runs}
+    assert sorted(r8) == sorted(grid_seeds) and len(r8[0]) == 12
     assert updates.last_layer(r8[0]) == [
         "bert.encoder.layer.5.attention.self.query",
         "bert.encoder.layer.5.attention.self.value",
