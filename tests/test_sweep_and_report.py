@@ -14,6 +14,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+from conftest import make_record
 
 from lora_lib.study import report, sweep
 from lora_lib.study.aggregate import summarize
@@ -261,6 +262,8 @@ def test_sweep_again_skips_what_is_done(swept):
         [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--dry-run"], capture_output=True, text=True
     )
     assert dry.returncode == 0 and "2 to run" in dry.stdout and "4 already done" in dry.stdout
+    hours = sum(load_record(p).cost.train_seconds for p in executed.glob("*.json")) / 3600
+    assert f"already done: {hours:.2f} hours of training (BitFit " in dry.stdout
     assert "broken_s0" in dry.stdout and "lora_r2_s0" not in dry.stdout
     again = subprocess.run(
         [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--only", "lora_*"], capture_output=True, text=True
@@ -464,6 +467,17 @@ def test_a_sweep_given_minutes_starts_no_run_after_them(tmp_path, monkeypatch):
     assert summary["not started"] == ["bitfit_s2", "bitfit_s3"]
     with pytest.raises(ValueError, match="start_within"):
         sweep.sweep(grid, start_within=15, scheduler="tcp://127.0.0.1:1")
+
+
+def test_training_time_sums_the_hours_and_averages_each_method():
+    records = [
+        make_record("lora_r8_s0", seconds=540.0),
+        make_record("lora_r8_s1", seed=1, seconds=660.0),
+        make_record("full_s0", method="full", rank=None, seconds=900.0),
+    ]
+    assert (
+        sweep.training_time(records) == "0.58 hours of training (LoRA 10.0 min a run; Full fine-tuning 15.0 min a run)"
+    )
 
 
 def test_the_cli_refuses_minutes_it_cannot_keep(tmp_path, capsys):

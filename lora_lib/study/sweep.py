@@ -50,8 +50,9 @@ from tqdm.auto import tqdm
 
 from lora_lib.files import current_umask
 
+from .aggregate import label_of
 from .config import RunConfig
-from .record import record_exists
+from .record import Record, load_record, record_exists
 
 NOTEBOOK = Path("book") / "train.ipynb"  # relative to the grid file's folder, unless the grid names one
 GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
@@ -264,6 +265,16 @@ def _git(command: list[str], folder: Path, attempts: int = GIT_ATTEMPTS) -> None
             time.sleep(GIT_RETRY_SECONDS)
 
 
+def training_time(records: list[Record]) -> str:
+    """What finished runs cost, as a phrase: their training hours in all, and each method's mean
+    minutes a run (what the rest of a grid will take, and how a grid's budget was spent)."""
+    minutes: dict[str, list[float]] = {}
+    for record in records:
+        minutes.setdefault(record.method, []).append(record.cost.train_seconds / 60)
+    each = "; ".join(f"{label_of(method)} {sum(m) / len(m):.1f} min a run" for method, m in minutes.items())
+    return f"{sum(sum(m) for m in minutes.values()) / 60:.2f} hours of training ({each})"
+
+
 def check_options(jobs: int, scheduler: str | None, start_within: float | None) -> None:
     """Refuse options that make no sense, or no sense together, naming them (``ValueError``)."""
     if jobs < 1:
@@ -463,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     except GridError as err:
         parser.exit(2, f"lora-sweep: error: {err}\n")
     if args.dry_run:
-        print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done")
+        done = [load_record(grid.output_dir / f"{run_id}.json") for run_id in summary["skipped"]]
+        spent = f": {training_time(done)}" if done else ""
+        print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done{spent}")
         return 0
     done, skipped, failed = (len(summary[k]) for k in ("done", "skipped", "failed"))
     print(f"{done} done, {skipped} skipped (already done), {failed} failed")
