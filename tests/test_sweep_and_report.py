@@ -263,7 +263,8 @@ def test_sweep_again_skips_what_is_done(swept):
     )
     assert dry.returncode == 0 and "2 to run" in dry.stdout and "4 already done" in dry.stdout
     hours = sum(load_record(p).cost.train_seconds for p in executed.glob("*.json")) / 3600
-    assert f"already done: {hours:.2f} hours of training (BitFit " in dry.stdout
+    spent = dry.stdout.splitlines()[-1]
+    assert f"already done: {hours:.2f} hours of training (" in spent and "BitFit" in spent and "LoRA" in spent
     assert "broken_s0" in dry.stdout and "lora_r2_s0" not in dry.stdout
     again = subprocess.run(
         [sys.executable, "-m", "lora_lib.study.sweep", str(path), "--only", "lora_*"], capture_output=True, text=True
