@@ -146,12 +146,14 @@ def findings(summary: pd.DataFrame, seeds: int = SEEDS_PER_RESULT) -> list[str]:
             cost.append("; of the methods that adapt the encoder, " + _fastest_and_leanest(encoder, full))
         lines.append("".join(cost) + ".")
     if not short.empty:
-        lines.append(
-            f"Not yet results (fewer than {seeds} seeds, left out above): "
-            + ", ".join(f"{row['label']} ({row['runs']} of {seeds})" for _, row in short.iterrows())
-            + "."
-        )
+        lines.append(_pending(dict(zip(short["label"], short["runs"])), seeds))
     return lines
+
+
+def _pending(runs: dict[str, int], seeds: int) -> str:
+    """The configurations that have fewer than ``seeds`` runs, each with its count."""
+    listed = ", ".join(f"{name} ({count} of {seeds})" for name, count in runs.items())
+    return f"Not yet results (fewer than {seeds} seeds, left out above): {listed}."
 
 
 def _fastest_and_leanest(methods: pd.DataFrame, full: pd.Series) -> str:
@@ -220,11 +222,7 @@ def paired_findings(table: pd.DataFrame, summary: pd.DataFrame, seeds: int) -> l
             + "."
         )
     if not short.empty:
-        lines.append(
-            f"Not yet results (fewer than {seeds} seeds, left out above): "
-            + ", ".join(f"{name} ({row['seeds']} of {seeds})" for name, row in short.iterrows())
-            + "."
-        )
+        lines.append(_pending(short["seeds"].to_dict(), seeds))
     return lines
 
 
