@@ -242,6 +242,10 @@ PUBLISHED = [
     ("Houlsby et al., Table 1", "BERT-large", "adapters (size 8-256)", 94.0, "3.6%"),
 ]
 # How each source reports: what makes its numbers comparable, or not, with ours.
+# The LoRA paper's section 7.3: the amplification factor of its r=4 update to GPT-3's query
+# matrices, the one factor it states in its text.
+PAPER_AMPLIFICATION = {"rank": 4, "factor": 21.5}
+
 REPORTING = {
     "LoRA paper, Table 2": "validation; median of 5 seeds, each at its best epoch; a dense classification head trained",
     "Houlsby et al., Table 1": "GLUE test server; one model per task, its adapter size and rate chosen on validation",
