@@ -1,5 +1,6 @@
 """The built book as a reader sees it: every chapter is there, and in a real browser every
-figure shows, every table is a table, every figure has a caption, and every page links the PDF.
+figure shows, every formula is typeset, every table is a table, every figure has a caption, and
+every page links the PDF.
 
 The book is built before the tests run (README's test command, and CI, do so), into
 `_build/html`; `BOOK_BUILD_DIR` points the tests at another `_build` folder (for example the
@@ -92,17 +93,17 @@ def test_the_library_code_is_included_not_retyped(pages):
 
 
 def test_the_chapters_have_launch_buttons(pages):
-    """Binder and Colab open the chapter (Colab an .ipynb, where one sits beside the page's source)."""
+    """Binder opens every chapter; Colab, which opens only .ipynb files, is offered for the
+    training notebook and never for a MyST Markdown chapter."""
+    colab = "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/"
     for name in ["01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "train"]:
         assert (
             f"https://mybinder.org/v2/gh/lora-tuning/lora-tuning/main?urlpath=lab/tree/book/{name}." in pages[name]
         ), name
-        assert (
-            f"https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/{name}." in pages[name]
-        ), name
-    assert (
-        "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/train.ipynb" in pages["train"]
-    )
+    assert f"{colab}train.ipynb" in pages["train"]
+    for name, page in pages.items():
+        opened = re.findall(re.escape(colab) + r'[^"]+', page)
+        assert all(url.endswith(".ipynb") for url in opened), f"{name} offers Colab a file it cannot open: {opened}"
 
 
 # --- in the browser ---------------------------------------------------------------------------
@@ -127,6 +128,8 @@ return {
   tables: Array.from(article.querySelectorAll('table')).map(t => ({
     rows: t.rows.length, caption: t.caption ? t.caption.innerText.trim() : null})),
   links: Array.from(article.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+  formulas: Array.from(article.querySelectorAll('.math')).map(m => ({
+    typeset: m.querySelector('mjx-container') !== null, source: m.textContent.trim().slice(0, 60)})),
   pdf_links: Array.from(document.querySelectorAll('a[href]')).filter(a => /lora-tuning\\.pdf$/.test(a.href))
     .map(a => ({href: a.href, text: a.innerText.trim(), visible: visible(a)})),
 };
@@ -171,6 +174,20 @@ def browser(pages):
     driver.quit()
 
 
+# Resolves once MathJax has typeset the page's formulas, or after 15 s if MathJax never loads
+# (then the formulas stay TeX source, which test_every_formula_is_typeset reports).
+MATHJAX_DONE = """
+const done = arguments[arguments.length - 1];
+if (!document.querySelector('.math')) return done(true);
+const deadline = Date.now() + 15000;
+(function poll() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) MathJax.startup.promise.then(() => done(true));
+  else if (Date.now() > deadline) done(false);
+  else setTimeout(poll, 100);
+})();
+"""
+
+
 def open_page(browser, path: Path):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -180,6 +197,8 @@ def open_page(browser, path: Path):
             "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
         )
     )
+    browser.set_script_timeout(30)
+    browser.execute_async_script(MATHJAX_DONE)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +227,15 @@ def test_no_myst_markup_shows_as_text(seen, name):
     # a directive the parser did not take (a backtick in a fence's title ends it) prints as text
     markup = MYST_MARKUP.search(seen[name]["text_outside_code"])
     assert not markup, f"{name} shows MyST markup as text: ...{markup.group(0)}..."
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_formula_is_typeset(seen, name):
+    raw = [formula["source"] for formula in seen[name]["formulas"] if not formula["typeset"]]
+    assert not raw, (
+        f"{name} shows {len(raw)} formulas as TeX source, such as {raw[0]!r}: MathJax did not load "
+        "(the book serves its own copy, through the sphinx-mathjax-offline extension in _config.yml)"
+    )
 
 
 @pytest.mark.parametrize("name", PAGES)
