@@ -170,6 +170,7 @@ def browser(pages):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)  # MATHJAX_DONE's own deadline is 15 s
     yield driver
     driver.quit()
 
@@ -197,7 +198,6 @@ def open_page(browser, path: Path):
             "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
         )
     )
-    browser.set_script_timeout(30)
     browser.execute_async_script(MATHJAX_DONE)
 
 
