@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lora_lib.study.stats import mcnemar, paired_bootstrap, rank_trend, t_interval, welch_interval
+from lora_lib.study.stats import mcnemar, paired_bootstrap, rank_slope, rank_trend, t_interval, welch_interval
 
 T_975_2 = 4.302652729749464  # t-table: the 97.5% quantile with 2 degrees of freedom
 T_975_4 = 2.776445105197793  # ... and with 4
@@ -150,3 +150,39 @@ def test_the_bootstrap_interval_draws_seeds_and_sentences():
     one = np.array([[1] * 1700 + [0] * 300])
     result = bootstrap_interval(one, rounds=4_000)
     assert result.estimate == approx(85) and (result.high - result.low) / 2 == pytest.approx(1.56, rel=0.1)
+
+
+def wrong_first(wrong: list[int], sentences: int = 200) -> np.ndarray:
+    """Seeds x sentences of 0/1: seed i gets the first ``wrong[i]`` sentences wrong."""
+    return np.array([[0] * w + [1] * (sentences - w) for w in wrong])
+
+
+def test_rank_slope_is_rank_trends_slope_and_carries_the_sentences():
+    ranks = [1, 2, 4, 8]
+    # every seed of a rank alike: rank r gets 20, 16, 12, 8 of 200 wrong, 2 points per doubling
+    correct = [wrong_first([w] * 3) for w in (20, 16, 12, 8)]
+    slope = rank_slope(ranks, correct, rounds=2_000)
+    runs = [(r, c.mean(axis=1)) for r, c in zip(ranks, correct)]
+    trend = rank_trend([r for r, accs in runs for _ in accs], [a for _, accs in runs for a in accs])
+    assert slope.estimate == approx(trend.slope.estimate) == approx(2.0)
+    # the seeds agree, so over the seeds alone there is no spread; the sentences still give one
+    assert trend.slope.high - trend.slope.low == approx(0)
+    assert slope.low < 2.0 < slope.high and slope.high - slope.low > 0.5
+
+
+def test_rank_slope_carries_the_seeds_spread():
+    ranks = [1, 4, 16]
+    # On 2,000 sentences the ranks disagree on few of them, and the seeds 4 to 12 points apart
+    # dominate. A seed's offset common to every rank would cancel (seed i is paired across
+    # ranks), so the highest rank's seeds run the other way.
+    offsets = np.array([-120, -40, 40, 120])
+    agree = [wrong_first([w] * 4, sentences=2000) for w in (200, 160, 120)]
+    disagree = [wrong_first(w + sign * offsets, sentences=2000) for w, sign in ((200, 1), (160, 1), (120, -1))]
+    narrow, wide = rank_slope(ranks, agree, rounds=1_000), rank_slope(ranks, disagree, rounds=1_000)
+    assert narrow.estimate == approx(wide.estimate) == approx(1.0)  # 20 of 2,000 per doubling
+    assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
+
+
+def test_rank_slope_names_the_rank_whose_sentences_differ():
+    with pytest.raises(ValueError, match="rank 4"):
+        rank_slope([1, 4], [wrong_first([10, 10]), wrong_first([10, 10], sentences=150)])

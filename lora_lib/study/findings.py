@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import label_of
+from .paired import rank_slope
 from .stats import Interval, rank_trend, t_interval, welch_interval
 
 # The study's targets: SST-2 validation accuracy, judged from 95% intervals, over seeds and
@@ -176,13 +177,17 @@ def _gap(interval: Interval) -> str:
     return f"{interval.estimate:.2f} points below full fine-tuning ({bounds})"
 
 
-def paired_findings(table: pd.DataFrame, summary: pd.DataFrame, seeds: int) -> list[str]:
+def paired_findings(
+    table: pd.DataFrame, summary: pd.DataFrame, seeds: int, records: list | None = None, labels=None
+) -> list[str]:
     """The study's key findings as sentences, from ``paired.against_reference``'s ``table`` (each
     configuration against full fine-tuning, on the same sentences) and ``summarize``'s
     ``summary`` of the same records (the rank's trend, the cost).
 
     Every claim is judged from a 95% interval over seeds and sentences (met, missed or not
-    resolved). Only configurations with ``seeds`` runs count; the others are named instead.
+    resolved); the rank's effect too where the ``records`` themselves are given (their gold
+    ``labels`` read from the data unless given), else over the seeds alone. Only configurations
+    with ``seeds`` runs count; the others are named instead.
     """
     done = table[table["seeds"] >= seeds]
     short = table[table["seeds"] < seeds]
@@ -210,7 +215,7 @@ def paired_findings(table: pd.DataFrame, summary: pd.DataFrame, seeds: int) -> l
             lines.append(line)
     ranks = lora_ranks(summary, seeds)
     if ranks["rank"].nunique() > 2:
-        lines.append(rank_effect(ranks))
+        lines.append(rank_effect(ranks, rank_slope(records, ranks, labels=labels) if records else None))
     others = done[~done["method"].isin(["full", "lora"])]
     if not others.empty and "Full fine-tuning" in done.index:
         lines.append(
@@ -233,23 +238,31 @@ def lora_ranks(summary: pd.DataFrame, seeds: int) -> pd.DataFrame:
     return ranks[ranks["label"] == ranks["rank"].map(lambda r: label_of("lora", r))]
 
 
-def rank_effect(ranks: pd.DataFrame) -> str:
+def rank_effect(ranks: pd.DataFrame, slope: Interval | None = None) -> str:
     """The rank's effect, as a sentence, from ``summarize``'s rows of LoRA at several ranks on the
-    same weights (``lora_ranks``): accuracy per doubling of r with its interval, and the ANOVA."""
+    same weights (``lora_ranks``): accuracy per doubling of r with its interval over the seeds
+    and the ANOVA, and where given, ``slope``: the same with its interval over seeds and sentences
+    (``paired.rank_slope``), which then judges the effect."""
     runs = [(rank, accuracy) for rank, accs in zip(ranks["rank"], ranks["accuracies"]) for accuracy in accs]
     trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
-    slope = trend.slope
+    judged = slope or trend.slope
     effect = (
         "a higher rank helps, a little per doubling"
-        if slope.low > 0
+        if judged.low > 0
         else "a higher rank hurts, a little per doubling"
-        if slope.high < 0
+        if judged.high < 0
         else "no effect of the rank is resolved"
     )
+    seeds = f"{trend.slope.low:+.2f} to {trend.slope.high:+.2f}"
+    interval = (
+        f"95% interval over seeds and sentences {slope.low:+.2f} to {slope.high:+.2f}, over the seeds alone {seeds}"
+        if slope
+        else f"95% interval {seeds}"
+    )
     return (
-        f"Rank: accuracy changes by {slope.estimate:+.2f} points per doubling of r (95% interval "
-        f"{slope.low:+.2f} to {slope.high:+.2f}); a one-way ANOVA over the {ranks['rank'].nunique()} ranks "
-        f"gives p = {trend.anova_p:.2f}: {effect}."
+        f"Rank: accuracy changes by {judged.estimate:+.2f} points per doubling of r ({interval}); a one-way "
+        f"ANOVA of the seeds' accuracies over the {ranks['rank'].nunique()} ranks gives "
+        f"p = {trend.anova_p:.2f}: {effect}."
     )
 
 
@@ -291,16 +304,27 @@ def paired_headline(table: pd.DataFrame) -> dict[str, object]:
     return numbers
 
 
+def small_lora(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``paired.against_reference``'s table that may be the best LoRA configuration:
+    LoRA under ``LORA_MAX_TRAINABLE_PCT``% of the parameters with as many seeds as any
+    configuration, since a mean over fewer seeds would win the choice by its noise."""
+    lora = (table["method"] == "lora") & (table["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)
+    return table[lora & (table["seeds"] == table["seeds"].max())]
+
+
 def judge_targets(table: pd.DataFrame, pre_stated: str | None = PRE_STATED) -> pd.DataFrame:
     """The study's targets judged on ``paired.against_reference``'s table, each from an interval
     over seeds and sentences: full fine-tuning's accuracy against ``FULL_TARGET``; the best LoRA
-    configuration that trains under ``LORA_MAX_TRAINABLE_PCT``% of the parameters, by its paired
+    configuration (``small_lora``) that trains under ``LORA_MAX_TRAINABLE_PCT``% of the parameters, by its paired
     difference to full fine-tuning against ``-LORA_MAX_GAP_POINTS``; and the same for the
     ``pre_stated`` configuration, which the best-of-many choice cannot flatter."""
     full = table.loc["Full fine-tuning", "accuracy over seeds and sentences"]
-    lora = table[(table["method"] == "lora") & (table["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)]
+    lora = small_lora(table)
     if lora.empty:
-        raise ValueError(f"no LoRA configuration trains under {LORA_MAX_TRAINABLE_PCT:g}% of the parameters")
+        raise ValueError(
+            f"no LoRA configuration with all {table['seeds'].max()} seeds trains under "
+            f"{LORA_MAX_TRAINABLE_PCT:g}% of the parameters"
+        )
     best = lora["accuracy over seeds"].map(lambda i: i.estimate).idxmax()
     rows = [("Full fine-tuning", f"accuracy ≥ {FULL_TARGET * 100:.1f}%", full, FULL_TARGET * 100)]
     named = [(best, "best LoRA")] + ([(pre_stated, "LoRA stated before the grid")] if pre_stated else [])

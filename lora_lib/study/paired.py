@@ -12,6 +12,7 @@
   paired difference to the reference.
 - ``which_weights(records)``: the same for the ways of spending LoRA r=8's parameters on other
   weight matrices (the LoRA paper's Section 7.1), each against query and value at r=8.
+- ``rank_slope(records, ranks)``: LoRA's accuracy per doubling of the rank, over seeds and sentences.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 
 from lora_lib.registry import METHODS, with_defaults
 
+from . import stats
 from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
 from .data import evaluation_split, load_sst2
@@ -178,3 +180,18 @@ def which_weights(
 def rank_of(record: Record):
     """LoRA's rank as the run trained it (the method's default where the run left it out)."""
     return with_defaults(record.method, record.config.hparams).get("rank")
+
+
+def rank_slope(records: list[Record], ranks: pd.DataFrame, data_dir: str | None = None, labels=None) -> Interval:
+    """Accuracy per doubling of LoRA's rank (``stats.rank_slope``), with its interval over seeds
+    and sentences, from the runs of ``ranks``: ``findings.lora_ranks``'s rows, one per rank of
+    LoRA on the same weights, each naming its runs (column "run_ids")."""
+    by_id = {r.run_id: r for r in records}
+    missing = sorted(i for ids in ranks["run_ids"] for i in ids if i not in by_id)
+    if missing:
+        raise ValueError(
+            f"rank_slope has no record of the runs {missing}: pass the records the ranks were summarized from"
+        )
+    runs = [[by_id[i] for i in ids] for ids in ranks["run_ids"]]
+    gold = evaluation_labels(runs[0][0].config, data_dir) if labels is None else labels
+    return stats.rank_slope(list(ranks["rank"]), [correct(r, gold) for r in runs])

@@ -68,7 +68,7 @@ def results_of(records: list[Record], labels=None) -> Results:
             "SST-2 validation accuracy and the paired difference to full fine-tuning, each with its 95% "
             "interval over seeds and sentences (bootstrap)"
         )
-        findings = paired_findings(table, summary, seeds=int(table["seeds"].max()))
+        findings = paired_findings(table, summary, int(table["seeds"].max()), records, labels)
         return Results(*count, paired_results_frame(table, summary), findings, stated, table)
     stated = "SST-2 validation accuracy as mean ± standard deviation over seeds, with the mean's 95% t-interval"
     return Results(*count, results_frame(summary), seed_findings(summary), stated, None)

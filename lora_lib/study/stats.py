@@ -7,6 +7,7 @@
   spread and the evaluation split's own sampling error.
 - ``mcnemar``: whether two configurations err on different sentences, on pooled predictions.
 - ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
+- ``rank_slope``: the same slope with the bootstrap interval over seeds and sentences.
 
 Accuracies are fractions (0 to 1) in, points (0 to 100) out.
 """
@@ -144,3 +145,42 @@ def rank_trend(ranks, accuracies, confidence: float = CONFIDENCE) -> RankTrend:
         float(anova.statistic),
         float(anova.pvalue),
     )
+
+
+def rank_slope(ranks, correct, rounds: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+    """Accuracy's change per doubling of the rank, in points: the least-squares line through
+    each rank's mean accuracy against log2(rank), with its bootstrap interval over seeds and
+    sentences, which ``rank_trend``'s interval over the seeds alone leaves out.
+
+    ``correct`` holds one seeds x sentences array of 0/1 per entry of ``ranks``, all over the
+    same sentences. Each round draws the sentences with replacement, the same draw for every
+    rank, and each rank's seeds: the same indices for every rank where all have as many seeds
+    (seed i stays paired across ranks, as in ``paired_bootstrap``). With as many seeds at every
+    rank the estimate is ``rank_trend``'s slope.
+    """
+    x = np.log2(np.asarray(ranks, dtype=float))
+    arrays = [np.asarray(c, dtype=float) for c in correct]
+    if len(arrays) != len(x) or len(set(x)) < 2:
+        raise ValueError(
+            f"rank_slope needs one seeds x sentences array per rank and two ranks or more, got ranks {list(ranks)}"
+        )
+    for rank, a in zip(ranks, arrays):
+        if a.ndim != 2 or a.shape[1] != arrays[0].shape[1]:
+            raise ValueError(
+                f"rank {rank}'s array has shape {a.shape}: every rank must be seeds x the same "
+                f"{arrays[0].shape[1]} sentences"
+            )
+    weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # slope = weights @ each rank's mean
+    rng = np.random.default_rng(seed)
+    sentences = rng.integers(0, arrays[0].shape[1], size=(rounds, arrays[0].shape[1]))
+    counts = {a.shape[0] for a in arrays}
+    shared = rng.integers(0, arrays[0].shape[0], size=(rounds, arrays[0].shape[0])) if len(counts) == 1 else None
+    means = np.empty((rounds, len(arrays)))
+    for j, a in enumerate(arrays):
+        seeds = shared if shared is not None else rng.integers(0, a.shape[0], size=(rounds, a.shape[0]))
+        per_seed = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds
+        means[:, j] = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means @ weights * 100, [tail, 100 - tail])
+    estimate = np.array([a.mean() for a in arrays]) @ weights * 100
+    return Interval(float(estimate), float(low), float(high))
