@@ -101,9 +101,12 @@ def test_full_update_energy_per_run_and_for_noise():
 def test_the_papers_gaps_come_from_their_published_numbers():
     paired = pd.DataFrame({"difference": [Interval(-1.5, -3.5, 0.4)]}, index=["LoRA r=8"])
     table = updates.against_papers(paired, ["LoRA r=8"])
-    assert table.loc[("LoRA paper, Table 2", "RoBERTa-base", "LoRA"), "points below full"] == pytest.approx(-0.3)
-    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "points below full"] == pytest.approx(1.5)
-    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-0.40 to 3.50"
+    # LoRA on RoBERTa-base: 95.1 against full fine-tuning's 94.8
+    assert table.loc[("LoRA paper, Table 2", "RoBERTa-base", "LoRA"), "difference to full (points)"] == pytest.approx(
+        0.3
+    )
+    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "difference to full (points)"] == pytest.approx(-1.5)
+    assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-3.50 to +0.40"
     assert "full fine-tuning" not in table.index.get_level_values("method")
     grid = [make_record(f"lora_r8_s{seed}", seed=seed, head="mean", epochs=1.5) for seed in range(5)]
     reported = updates.reporting([*grid, make_record("full_s0", method="full", rank=None, head="mean", epochs=1.5)])
