@@ -85,6 +85,9 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
     assert table.loc["Full fine-tuning", "difference"] is None
     # every seed one sentence of 8 worse than full fine-tuning: -12.5 points
     assert table.loc["LoRA r=8", "difference"].estimate == pytest.approx(-12.5)
+    # the seeds agree, so over the seeds alone the difference has no spread; the sentences give it one
+    seeds_only, both = table.loc["LoRA r=8", ["difference over seeds", "difference"]]
+    assert seeds_only.low == seeds_only.high == pytest.approx(-12.5) and both.low < -12.5 < both.high
     assert table.loc["LoRA r=1", "difference"].estimate == pytest.approx(-50.0)
     assert table.loc["LoRA r=8", "McNemar p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way
     assert table.loc["LoRA r=16 on query", "accuracy over seeds"].estimate == pytest.approx(75.0)
@@ -115,12 +118,21 @@ def test_the_two_intervals_of_each_accuracy_are_set_side_by_side():
 
     table = pd.DataFrame(
         {
-            "seeds": [5],
-            "accuracy over seeds": [Interval(88.0, 87.5, 88.5)],
-            "accuracy over seeds and sentences": [Interval(88.0, 86.75, 89.25)],
+            "seeds": [5, 5],
+            "accuracy over seeds": [Interval(88.0, 87.5, 88.5), Interval(87.0, 86.0, 88.0)],
+            "accuracy over seeds and sentences": [Interval(88.0, 86.75, 89.25), Interval(87.0, 85.0, 89.0)],
+            "difference": [None, Interval(-1.0, -2.25, 0.5)],
+            "difference over seeds": [None, Interval(-1.0, -1.5, -0.5)],
         },
-        index=["Full fine-tuning"],
+        index=["Full fine-tuning", "LoRA r=8"],
     )
-    row = render.uncertainty_frame(table).loc["Full fine-tuning"]
+    frame = render.uncertainty_frame(table)
+    row = frame.loc["Full fine-tuning"]
     assert row["mean (%)"] == 88.0 and row["over seeds"] == "87.50 to 88.50"
     assert (row["width"], row["width with sentences"]) == pytest.approx((1.0, 2.5))
+    assert row["difference over seeds"] == row["difference over seeds and sentences"] == "–"
+    lora = frame.loc["LoRA r=8"]
+    assert (lora["difference over seeds"], lora["difference over seeds and sentences"]) == (
+        "-1.50 to -0.50",
+        "-2.25 to 0.50",
+    )

@@ -120,8 +120,9 @@ def against_reference(
     """One row per configuration (``Record.group_key``), in registry order, named by
     ``config_label``: its share of trained parameters, its seeds, its accuracy over the seeds
     alone and over seeds and sentences, and its difference to the ``reference`` configuration
-    (by its label; paired bootstrap, with McNemar's p); the reference's own row has no
-    difference. Every record must be scored on the same split."""
+    (by its label; paired bootstrap over seeds and sentences, beside Welch's interval over the
+    seeds alone, with McNemar's p); the reference's own row has no difference. Every record must
+    be scored on the same split."""
     groups = by_configuration(records)
     base = [runs for runs in groups.values() if config_label(runs[0].method, runs[0].config.hparams) == reference]
     if len(base) != 1:
@@ -146,6 +147,7 @@ def against_reference(
                 "accuracy over seeds": intervals.loc[group, "seeds"],
                 "accuracy over seeds and sentences": intervals.loc[group, "seeds and sentences"],
                 "difference": versus.difference if versus else None,
+                "difference over seeds": versus.seeds_only if versus else None,
                 "McNemar p": versus.mcnemar.p_value if versus else None,
             }
         )

@@ -253,16 +253,18 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
 def uncertainty_frame(table: pd.DataFrame) -> pd.DataFrame:
     """``paired.against_reference``'s two intervals of each configuration's mean accuracy side by
     side, with their widths in points: over the seeds alone, and over seeds and sentences, which
-    adds the sampling error of the evaluation split's sentences."""
+    adds the sampling error of the evaluation split's sentences; then the same two intervals of
+    its difference to the reference configuration, where the table has them ("–" on the
+    reference's own row)."""
 
     def ends(value) -> str:
-        return f"{value.low:.2f} to {value.high:.2f}"
+        return "–" if value is None else f"{value.low:.2f} to {value.high:.2f}"
 
     def width(value) -> float:
         return value.high - value.low
 
     seeds, both = table["accuracy over seeds"], table["accuracy over seeds and sentences"]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "seeds": table["seeds"],
             "mean (%)": seeds.map(lambda value: value.estimate),
@@ -273,6 +275,10 @@ def uncertainty_frame(table: pd.DataFrame) -> pd.DataFrame:
         },
         index=table.index,
     )
+    if "difference over seeds" in table:
+        frame["difference over seeds"] = table["difference over seeds"].map(ends)
+        frame["difference over seeds and sentences"] = table["difference"].map(ends)
+    return frame
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
