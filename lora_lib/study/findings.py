@@ -216,16 +216,8 @@ def paired_findings(
     ranks = lora_ranks(summary, seeds)
     if ranks["rank"].nunique() > 2:
         lines.append(rank_effect(ranks, rank_slope(records, ranks, labels=labels) if records else None))
-    others = done[~done["method"].isin(["full", "lora"])]
-    if not others.empty and "Full fine-tuning" in done.index:
-        lines.append(
-            "The other methods: "
-            + "; ".join(
-                f"{name} ({_percent(row['trainable (%)'])} trained) is {_difference(row['difference'])}"
-                for name, row in others.iterrows()
-            )
-            + "."
-        )
+    if (~done["method"].isin(["full", "lora"])).any() and "Full fine-tuning" in done.index:
+        lines.append(other_methods(done))
     if not short.empty:
         lines.append(_pending(short["seeds"].to_dict(), seeds))
     return lines
@@ -266,12 +258,53 @@ def rank_effect(ranks: pd.DataFrame, slope: Interval | None = None) -> str:
     )
 
 
-def _difference(interval: Interval) -> str:
+def _difference(interval: Interval, reference: str = "full fine-tuning") -> str:
     side = "above" if interval.estimate > 0 else "below"
     return (
-        f"{abs(interval.estimate):.2f} points {side} full fine-tuning (paired, 95% interval "
+        f"{abs(interval.estimate):.2f} points {side} {reference} (paired, 95% interval "
         f"{interval.low:+.2f} to {interval.high:+.2f})"
     )
+
+
+def other_methods(table: pd.DataFrame) -> str:
+    """The methods other than full fine-tuning and LoRA in ``paired.against_reference``'s
+    ``table``, each with its share of trained parameters and its difference to full fine-tuning."""
+    others = table[~table["method"].isin(["full", "lora"])]
+    return (
+        "The other methods: "
+        + "; ".join(
+            f"{name} ({_percent(row['trainable (%)'])} trained) is {_difference(row['difference'])}"
+            for name, row in others.iterrows()
+        )
+        + "."
+    )
+
+
+def which_weights_answer(weights: pd.DataFrame, reference: str = PRE_STATED) -> str:
+    """Which way of spending LoRA's budget did better, as a sentence, from ``paired.which_weights``'s
+    table: the configurations whose paired difference to the ``reference`` is resolved above or
+    below zero, and those it does not resolve, each with its difference."""
+    if reference not in weights.index:
+        raise ValueError(
+            f"which_weights_answer has no row {reference!r} to compare with: pass the reference that "
+            "paired.which_weights was given"
+        )
+    others = weights.drop(index=reference)
+    sides = {
+        "did better than": [n for n, d in others["difference"].items() if d.low > 0],
+        "did worse than": [n for n, d in others["difference"].items() if d.high < 0],
+    }
+    unresolved = [n for n in others.index if n not in sides["did better than"] + sides["did worse than"]]
+    parts = [
+        f"{' and '.join(names)} {side} {reference}"
+        + f" ({'; '.join(_difference(others.loc[n, 'difference'], reference) for n in names)})"
+        for side, names in sides.items()
+        if names
+    ]
+    if unresolved:
+        listed = "; ".join(f"{n}, {_difference(others.loc[n, 'difference'], reference)}" for n in unresolved)
+        parts.append(f"the interval does not tell {'it' if len(unresolved) == 1 else 'them'} from {reference}: {listed}")
+    return "At this budget, " + "; ".join(parts) + "."
 
 
 def paired_headline(table: pd.DataFrame) -> dict[str, object]:
