@@ -108,6 +108,17 @@ def test_the_papers_gaps_come_from_their_published_numbers():
     assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "difference to full (points)"] == pytest.approx(-1.5)
     assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-3.50 to +0.40"
     assert "full fine-tuning" not in table.index.get_level_values("method")
+    ours = pd.DataFrame(
+        {"method": ["lora", "bitfit", "ia3"], "difference": [Interval(-1.5, -3.5, -0.1), Interval(-1.0, -1.6, -0.4), Interval(0, -1, 1)]},
+        index=["LoRA r=8", "BitFit", "(IA)³"],
+    )
+    within = updates.papers_within(ours, ["LoRA r=8", "BitFit", "(IA)³"])
+    # LoRA's gaps in the paper, +0.3 and -0.2, both lie above -0.1; BitFit's -1.1 inside -1.6 to -0.4
+    assert within.groupby("configuration", sort=False)["where"].agg(list).to_dict() == {
+        "LoRA r=8": ["above", "above"],
+        "BitFit": ["inside"],
+    }
+    assert updates.papers_sentence(within).startswith("LoRA r=8: 2 above (+0.3, -0.2); BitFit: 1 inside (-1.1)")
     grid = [make_record(f"lora_r8_s{seed}", seed=seed, head="mean", epochs=1.5) for seed in range(5)]
     reported = updates.reporting([*grid, make_record("full_s0", method="full", rank=None, head="mean", epochs=1.5)])
     assert set(reported.index) == {"LoRA paper, Table 2", "Houlsby et al., Table 1", "this study"}

@@ -247,6 +247,9 @@ PUBLISHED = [
 # update's top 4 directions (0.32) and along random ones (0.02).
 PAPER_AMPLIFICATION = {"rank": 4, "factor": 21.5, "along_update": 0.32, "along_random": 0.02}
 
+# Which of the papers' methods each of this study's methods is set against: its own kind.
+PAPER_KIND = {"lora": "LoRA", "bitfit": "BitFit", "houlsby": "adapters", "pfeiffer": "adapters"}
+
 REPORTING = {
     "LoRA paper, Table 2": "validation; median of 5 seeds, each at its best epoch; a dense classification head trained",
     "Houlsby et al., Table 1": "GLUE test server; one model per task, its adapter size and rate chosen on validation",
@@ -298,3 +301,33 @@ def against_papers(table: pd.DataFrame, configurations: list[str]) -> pd.DataFra
         )
     columns = ["source", "model", "method", "difference to full (points)", "95% interval"]
     return pd.DataFrame(rows, columns=columns).set_index(["source", "model", "method"])
+
+
+def papers_within(table: pd.DataFrame, configurations: list[str]) -> pd.DataFrame:
+    """Where each paper's gap to full fine-tuning lies against this study's 95% interval (over
+    seeds and sentences, from ``paired.against_reference``'s ``table``) for a method of the
+    same kind (``PAPER_KIND``): "inside" it, "above" it (the paper's method closer to full
+    fine-tuning than ours could be) or "below" it; one row per pair, none for a configuration
+    whose kind the papers did not run."""
+    gaps = against_papers(table, [])["difference to full (points)"]
+    rows = []
+    for name in configurations:
+        kind = PAPER_KIND.get(table.loc[name, "method"])
+        ours = table.loc[name, "difference"]
+        for (source, model, method), gap in gaps.items():
+            if kind and method.startswith(kind):
+                where = "above" if gap > ours.high else "below" if gap < ours.low else "inside"
+                rows.append((name, f"{source}, {model}, {method}", gap, where))
+    return pd.DataFrame(rows, columns=["configuration", "paper", "paper's gap", "where"])
+
+
+def papers_sentence(within: pd.DataFrame) -> str:
+    """``papers_within``'s pairs as a sentence: for each of this study's configurations, how many
+    of the papers' gaps for its kind of method lie above, inside and below its interval."""
+    parts = []
+    for name, pairs in within.groupby("configuration", sort=False):
+        counts = pairs["where"].value_counts()
+        where = ", ".join(f"{counts[w]} {w}" for w in ("above", "inside", "below") if w in counts)
+        gaps = ", ".join(f"{g:+.1f}" for g in pairs["paper's gap"])
+        parts.append(f"{name}: {where} ({gaps})")
+    return "; ".join(parts) + "." if parts else "No configuration here has a method of its kind in the papers."
