@@ -268,8 +268,9 @@ def _difference(interval: Interval, reference: str = "full fine-tuning") -> str:
 
 def other_methods(table: pd.DataFrame) -> str:
     """The methods other than full fine-tuning and LoRA in ``paired.against_reference``'s
-    ``table``, each with its share of trained parameters and its difference to full fine-tuning."""
-    others = table[~table["method"].isin(["full", "lora"])]
+    ``table``, each with its share of trained parameters and its difference to full fine-tuning;
+    only those with as many seeds as any configuration, since the others are not results yet."""
+    others = table[~table["method"].isin(["full", "lora"]) & (table["seeds"] == table["seeds"].max())]
     return (
         "The other methods: "
         + "; ".join(
@@ -335,6 +336,36 @@ def paired_headline(table: pd.DataFrame) -> dict[str, object]:
             f"{key}_verdict": judged.verdict,
         }
     return numbers
+
+
+def pre_stated_sentences(table: pd.DataFrame) -> dict[str, str]:
+    """What chapter 5 says of the configuration named before the grid, from ``paired_headline``'s
+    numbers: ``stated_sentence`` in the text after the best LoRA configuration's verdict and
+    ``stated_summary`` in the summary after the pre-stated one's. When the best is the pre-stated
+    one, each says so instead of repeating its numbers; otherwise the text gives the pre-stated
+    one's difference and the summary the best one's."""
+    numbers = paired_headline(table)
+    stated, best, candidates = numbers["stated_label"], numbers["lora_label"], len(small_lora(table))
+    if best == stated:
+        return {
+            "stated_sentence": (
+                f"It is the configuration the grid named before it ran, {stated} on query and value, so "
+                f"choosing the best of {candidates} configurations under {LORA_MAX_TRAINABLE_PCT:g}% did not flatter it."
+            ),
+            "stated_summary": f"{stated}, named before the grid, is also the best LoRA configuration under {LORA_MAX_TRAINABLE_PCT:g}%.",
+        }
+    return {
+        "stated_sentence": (
+            f"Picking the best of {candidates} LoRA configurations under {LORA_MAX_TRAINABLE_PCT:g}% flatters the best a "
+            f"little, so the grid named one configuration before it ran, {stated} on query and value: it differs "
+            f"from full fine-tuning by {numbers['stated_diff']} points ({numbers['stated_diff_ci']}), and its verdict "
+            f"is {numbers['stated_verdict']}."
+        ),
+        "stated_summary": (
+            f"For the best LoRA configuration under {LORA_MAX_TRAINABLE_PCT:g}%, {best}, the difference is "
+            f"{numbers['lora_diff']} points ({numbers['lora_diff_ci']}): {numbers['lora_verdict']}."
+        ),
+    }
 
 
 def small_lora(table: pd.DataFrame) -> pd.DataFrame:
