@@ -320,13 +320,27 @@ def test_which_weights_answer_sorts_each_configuration_by_its_interval():
                 Interval(-0.2, -0.9, 0.5),
             ]
         },
-        index=["LoRA r=8", "LoRA r=2 on every linear layer", "LoRA r=16 on query", "LoRA r=16 on value", "LoRA r=4 on attention"],
+        index=[
+            "LoRA r=8",
+            "LoRA r=2 on every linear layer",
+            "LoRA r=16 on query",
+            "LoRA r=16 on value",
+            "LoRA r=4 on attention",
+        ],
     )
     answer = which_weights_answer(weights)
-    assert answer.startswith("At this budget, LoRA r=2 on every linear layer did better than LoRA r=8 (0.80 points above")
-    assert "LoRA r=16 on query did worse than LoRA r=8 (1.10 points below LoRA r=8 (paired, 95% interval -1.90 to -0.30))" in answer
+    assert answer.startswith(
+        "At this budget, LoRA r=2 on every linear layer did better than LoRA r=8 (0.80 points above"
+    )
+    assert (
+        "LoRA r=16 on query did worse than LoRA r=8 (1.10 points below LoRA r=8 (paired, 95% interval -1.90 to -0.30))"
+        in answer
+    )
     unresolved = answer.split("does not tell them from LoRA r=8: ")[1]
-    assert "LoRA r=16 on value, 0.10 points above" in unresolved and "LoRA r=4 on attention, 0.20 points below" in unresolved
+    assert (
+        "LoRA r=16 on value, 0.10 points above" in unresolved
+        and "LoRA r=4 on attention, 0.20 points below" in unresolved
+    )
     assert "query" not in unresolved and "every linear layer" not in unresolved
     with pytest.raises(ValueError, match="LoRA r=32"):
         which_weights_answer(weights, reference="LoRA r=32")

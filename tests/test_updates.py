@@ -109,7 +109,10 @@ def test_the_papers_gaps_come_from_their_published_numbers():
     assert table.loc[("this study", "MiniLM-L6", "LoRA r=8"), "95% interval"] == "-3.50 to +0.40"
     assert "full fine-tuning" not in table.index.get_level_values("method")
     ours = pd.DataFrame(
-        {"method": ["lora", "bitfit", "ia3"], "difference": [Interval(-1.5, -3.5, -0.3), Interval(-1.0, -1.6, -0.4), Interval(0, -1, 1)]},
+        {
+            "method": ["lora", "bitfit", "ia3"],
+            "difference": [Interval(-1.5, -3.5, -0.3), Interval(-1.0, -1.6, -0.4), Interval(0, -1, 1)],
+        },
         index=["LoRA r=8", "BitFit", "(IA)³"],
     )
     within = updates.papers_within(ours, ["LoRA r=8", "BitFit", "(IA)³"])

@@ -304,7 +304,9 @@ def which_weights_answer(weights: pd.DataFrame, reference: str = PRE_STATED) -> 
     ]
     if unresolved:
         listed = "; ".join(f"{n}, {_difference(others.loc[n, 'difference'], reference)}" for n in unresolved)
-        parts.append(f"the interval does not tell {'it' if len(unresolved) == 1 else 'them'} from {reference}: {listed}")
+        parts.append(
+            f"the interval does not tell {'it' if len(unresolved) == 1 else 'them'} from {reference}: {listed}"
+        )
     return "At this budget, " + "; ".join(parts) + "."
 
 
