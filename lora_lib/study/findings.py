@@ -348,23 +348,24 @@ def pre_stated_sentences(table: pd.DataFrame) -> dict[str, str]:
     one's difference and the summary the best one's."""
     numbers = paired_headline(table)
     stated, best, candidates = numbers["stated_label"], numbers["lora_label"], len(small_lora(table))
+    under = f"under {LORA_MAX_TRAINABLE_PCT:g}%"
     if best == stated:
         return {
             "stated_sentence": (
                 f"It is the configuration the grid named before it ran, {stated} on query and value, so "
-                f"choosing the best of {candidates} configurations under {LORA_MAX_TRAINABLE_PCT:g}% did not flatter it."
+                f"choosing the best of {candidates} configurations {under} did not flatter it."
             ),
-            "stated_summary": f"{stated}, named before the grid, is also the best LoRA configuration under {LORA_MAX_TRAINABLE_PCT:g}%.",
+            "stated_summary": f"{stated}, named before the grid, is also the best LoRA configuration {under}.",
         }
     return {
         "stated_sentence": (
-            f"Picking the best of {candidates} LoRA configurations under {LORA_MAX_TRAINABLE_PCT:g}% flatters the best a "
+            f"Picking the best of {candidates} LoRA configurations {under} flatters the best a "
             f"little, so the grid named one configuration before it ran, {stated} on query and value: it differs "
             f"from full fine-tuning by {numbers['stated_diff']} points ({numbers['stated_diff_ci']}), and its verdict "
             f"is {numbers['stated_verdict']}."
         ),
         "stated_summary": (
-            f"For the best LoRA configuration under {LORA_MAX_TRAINABLE_PCT:g}%, {best}, the difference is "
+            f"For the best LoRA configuration {under}, {best}, the difference is "
             f"{numbers['lora_diff']} points ({numbers['lora_diff_ci']}): {numbers['lora_verdict']}."
         ),
     }
