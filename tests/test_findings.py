@@ -347,16 +347,16 @@ def test_which_weights_answer_sorts_each_configuration_by_its_interval():
 
 
 def test_the_pre_stated_configuration_is_said_once_when_it_is_the_best():
-    from lora_lib.study.findings import pre_stated_sentences
+    from lora_lib.study.findings import paired_headline, pre_stated_sentences
     from lora_lib.study.paired import against_reference
 
     complete = [r for r in PAIRED_RECORDS if r.method != "houlsby"]
-    apart = pre_stated_sentences(against_reference(complete, labels=LABELS))
+    apart = pre_stated_sentences(paired_headline(against_reference(complete, labels=LABELS)))
     # r=4 is the best, r=8 the pre-stated: the text gives r=8's difference, the summary r=4's
     assert "LoRA r=8" in apart["stated_sentence"] and "-1.00 points" in apart["stated_sentence"]
     assert "LoRA r=4" in apart["stated_summary"] and "-0.25 points" in apart["stated_summary"]
     without_r4 = [r for r in complete if not r.run_id.startswith("lora_r4_")]
-    same = pre_stated_sentences(against_reference(without_r4, labels=LABELS))
+    same = pre_stated_sentences(paired_headline(against_reference(without_r4, labels=LABELS)))
     # r=8 is now both: neither sentence repeats its difference, which the verdict beside it gives
     assert all("LoRA r=8" in s and "-1.00" not in s for s in same.values())
     assert "best of 2 configurations" in same["stated_sentence"]  # r=8 and r=1 train under 1%

@@ -270,7 +270,8 @@ def other_methods(table: pd.DataFrame) -> str:
     """The methods other than full fine-tuning and LoRA in ``paired.against_reference``'s
     ``table``, each with its share of trained parameters and its difference to full fine-tuning;
     only those with as many seeds as any configuration, since the others are not results yet."""
-    others = table[~table["method"].isin(["full", "lora"]) & (table["seeds"] == table["seeds"].max())]
+    finished = with_all_seeds(table)
+    others = finished[~finished["method"].isin(["full", "lora"])]
     return (
         "The other methods: "
         + "; ".join(
@@ -325,6 +326,7 @@ def paired_headline(table: pd.DataFrame) -> dict[str, object]:
         "full_mean": f"{full.estimate:.2f}",
         "full_ci": f"{full.low:.2f} to {full.high:.2f}",
         "full_verdict": verdict(full.low, full.high, FULL_TARGET * 100),
+        "lora_candidates": len(small_lora(table)),
     }
     for key, judged in (("lora", best), ("stated", stated)):
         row = table.loc[judged.configuration]
@@ -340,14 +342,13 @@ def paired_headline(table: pd.DataFrame) -> dict[str, object]:
     return numbers
 
 
-def pre_stated_sentences(table: pd.DataFrame) -> dict[str, str]:
+def pre_stated_sentences(numbers: dict[str, object]) -> dict[str, str]:
     """What chapter 5 says of the configuration named before the grid, from ``paired_headline``'s
-    numbers: ``stated_sentence`` in the text after the best LoRA configuration's verdict and
+    ``numbers``: ``stated_sentence`` in the text after the best LoRA configuration's verdict and
     ``stated_summary`` in the summary after the pre-stated one's. When the best is the pre-stated
     one, each says so instead of repeating its numbers; otherwise the text gives the pre-stated
     one's difference and the summary the best one's."""
-    numbers = paired_headline(table)
-    stated, best, candidates = numbers["stated_label"], numbers["lora_label"], len(small_lora(table))
+    stated, best, candidates = numbers["stated_label"], numbers["lora_label"], numbers["lora_candidates"]
     under = f"under {LORA_MAX_TRAINABLE_PCT:g}%"
     if best == stated:
         return {
@@ -371,12 +372,18 @@ def pre_stated_sentences(table: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def with_all_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``paired.against_reference``'s table with as many seeds as any configuration:
+    the finished configurations, since a mean over fewer seeds is not a result yet."""
+    return table[table["seeds"] == table["seeds"].max()]
+
+
 def small_lora(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``paired.against_reference``'s table that may be the best LoRA configuration:
-    LoRA under ``LORA_MAX_TRAINABLE_PCT``% of the parameters with as many seeds as any
-    configuration, since a mean over fewer seeds would win the choice by its noise."""
-    lora = (table["method"] == "lora") & (table["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)
-    return table[lora & (table["seeds"] == table["seeds"].max())]
+    finished LoRA configurations (``with_all_seeds``) under ``LORA_MAX_TRAINABLE_PCT``% of the
+    parameters, since a mean over fewer seeds would win the choice by its noise."""
+    finished = with_all_seeds(table)
+    return finished[(finished["method"] == "lora") & (finished["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)]
 
 
 def judge_targets(table: pd.DataFrame, pre_stated: str | None = PRE_STATED) -> pd.DataFrame:
