@@ -273,9 +273,9 @@ def test_grid_rates_take_each_configurations_own_rate_and_the_nearest_searched_r
     assert rates.loc["LoRA r=4", "lr"] == 2e-3 and rates.loc["LoRA r=8", "from"] == "searched (stage 1)"
 
 
-def stage_2_run(run_id, method, lr, accuracy, epochs=None, precision=None):
+def stage_2_run(run_id, method, lr, accuracy, epochs=None, precision=None, **settings):
     """A run of the search's stage 2: the whole clean training set, at ``STAGE_2``'s schedule and precision."""
-    record = clean_run(run_id, method, lr, accuracy).model_copy(deep=True)
+    record = clean_run(run_id, method, lr, accuracy, **settings).model_copy(deep=True)
     record.config.max_train_samples = None
     record.config.epochs = epochs or protocol.STAGE_2["epochs"]
     record.config.precision = precision or protocol.STAGE_2["precision"]
@@ -305,6 +305,33 @@ def test_the_second_stage_chooses_among_its_rates_at_its_own_schedule_and_precis
     assert chosen.loc["Full fine-tuning", "stage"] == 2 and chosen.loc["Full fine-tuning", "lr"] == 3e-5
     second = protocol.edges(search, stage=2)
     assert list(second.index) == ["Full fine-tuning"] and second.loc["Full fine-tuning", "accuracies"] == "91.0, 90.0"
+
+
+def test_the_next_rate_lies_beyond_the_edge_where_stage_2_chose():
+    runs = [
+        *CLEAN,
+        stage_2_run("full_low", "full", 6e-5, 0.91),
+        stage_2_run("full_high", "full", 1.2e-4, 0.90),
+        stage_2_run("lora8_low", "lora", 2e-3, 0.86, rank=8),
+        stage_2_run("lora8_high", "lora", 4e-3, 0.87, rank=8),
+    ]
+    search = protocol.clean_search(runs)
+    # full fine-tuning: stage 2 chose the lower of its rates; stage 1 tried 3e-5 below it
+    assert protocol.next_rate(search, "Full fine-tuning") == {
+        "edge": "lowest",
+        "best": 6e-5,
+        "next": 3e-5,
+        "best_short": 85.0,
+        "next_short": 80.0,
+    }
+    # LoRA r=8: stage 2 chose its higher rate, 4e-3, and stage 1 tried nothing above it
+    with pytest.raises(ValueError, match="LoRA r=8"):
+        protocol.next_rate(search, "LoRA r=8")
+    wider = protocol.clean_search([*runs, clean_run("lora8_c", "lora", 8e-3, 0.79, rank=8)])
+    assert protocol.next_rate(wider, "LoRA r=8")["next"] == 8e-3
+    assert protocol.next_rate(wider, "LoRA r=8")["next_short"] == 79.0
+    with pytest.raises(ValueError, match="Head only"):
+        protocol.next_rate(search, "Head only")  # no stage-2 runs
 
 
 def test_the_search_figure_draws_one_stage_at_a_time():

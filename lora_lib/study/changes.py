@@ -1,9 +1,10 @@
 """The second study beside the first: what each configuration trained with in each, what its
 mean validation accuracy did (``since_first_study``), and what a run cost (``time_per_run``).
 
-Both studies score the same 872 validation sentences, so the sentences' own sampling error is
-shared and the difference carries the seeds' spread only (Welch's interval over seeds); the
-first study's records keep no per-sentence predictions to pair them sentence by sentence.
+Both studies score the same 872 validation sentences, but the first study's records keep no
+per-sentence predictions to pair them sentence by sentence, so the difference carries the
+seeds' spread only (Welch's interval over seeds): it leaves out the sampling error of the
+sentences on which the two disagree, and is narrower than a paired interval would be.
 """
 
 from __future__ import annotations

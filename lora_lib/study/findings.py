@@ -239,9 +239,9 @@ def rank_effect(ranks: pd.DataFrame, slope: Interval | None = None) -> str:
     trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
     judged = slope or trend.slope
     effect = (
-        "a higher rank helps, a little per doubling"
+        "a higher rank helps"
         if judged.low > 0
-        else "a higher rank hurts, a little per doubling"
+        else "a higher rank hurts"
         if judged.high < 0
         else "no effect of the rank is resolved"
     )
@@ -272,6 +272,8 @@ def other_methods(table: pd.DataFrame) -> str:
     only those with as many seeds as any configuration, since the others are not results yet."""
     finished = with_all_seeds(table)
     others = finished[~finished["method"].isin(["full", "lora"])]
+    if others.empty:
+        return "No method other than full fine-tuning and LoRA has all its seeds yet."
     return (
         "The other methods: "
         + "; ".join(

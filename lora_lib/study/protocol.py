@@ -177,6 +177,36 @@ def edges(search: pd.DataFrame, stage: int = 1) -> pd.DataFrame:
     return frame.drop(columns="configuration")
 
 
+def next_rate(search: pd.DataFrame, configuration: str) -> dict[str, object]:
+    """The rate to try next for ``configuration`` at the grid's schedule: where stage 2's better
+    rate sat on one edge of those it tried, the nearest rate beyond that edge that stage 1 tried
+    on the short schedule. Gives the ``edge``, stage 2's ``best`` rate, the ``next`` one and each
+    one's stage-1 accuracy (``best_short``, ``next_short``)."""
+    second = edges(search, stage=2)
+    if configuration not in second.index:
+        raise ValueError(f"{configuration!r} has no stage-2 runs: run its two best rates at the grid's schedule")
+    edge, best = second.loc[configuration, "edge"], second.loc[configuration, "best"]
+    if edge not in ("lowest", "highest"):
+        raise ValueError(
+            f"stage 2's best rate for {configuration!r} sits {edge!r}, not on one edge: there is no rate beyond it"
+        )
+    short = search[(search["configuration"] == configuration) & (search["stage"] == 1)].set_index("lr")["accuracy"]
+    beyond = [lr for lr in short.index if (lr < best if edge == "lowest" else lr > best)]
+    if not beyond or best not in short.index:
+        raise ValueError(
+            f"stage 1 tried no rate {'below' if edge == 'lowest' else 'above'} {format_lr(best)} for "
+            f"{configuration!r}: extend its search (search.yml) that way"
+        )
+    following = max(beyond) if edge == "lowest" else min(beyond)
+    return {
+        "edge": edge,
+        "best": best,
+        "next": following,
+        "best_short": short[best],
+        "next_short": short[following],
+    }
+
+
 def rate_for_rank(searched: dict[int, float], rank: int) -> tuple[int, float]:
     """The rate a LoRA rank takes: that of the searched rank nearest in log2(rank), the lower
     one on a tie. ``searched`` maps each searched rank to its chosen rate."""
