@@ -62,12 +62,12 @@ def test_findings_state_the_targets_rank_baselines_and_cost():
     assert "91.00%" in target and "88.52 to 93.48" in target and "not resolved" in target
     # the one-run r=4 at 99% is not a result: r=8 (0.33%) is judged, 1.00 point below full,
     # Welch: 1 ± t(0.975, 2) * sqrt(1/3) = 1 ± 2.48
-    assert "r = 8" in against and "r = 4" not in against and "0.33%" in against
+    assert "r = 8" in against and "r = 4" not in against and "0.330%" in against
     assert "1.00 points below" in against and "-1.48 to 3.48" in against and "not resolved" in against
     assert "r = 64" not in against  # no more accurate than r = 8: only the judged rank is named
     assert "per doubling" in ranks and "3 ranks" in ranks
     # BitFit: 5 points below, Welch dof 4: 5 ± t(0.975, 4) * sqrt(2/3) = 5 ± 2.27
-    assert "BitFit (0.10% trained)" in others and "5.00 points below" in others and "2.73 to 7.27" in others
+    assert "BitFit (0.100% trained)" in others and "5.00 points below" in others and "2.73 to 7.27" in others
     assert "LoRA" not in others
     assert "100 examples/s" in cost and "2000 MiB" in cost
     assert "LoRA r=8 trains 1.50x as fast in 0.75x the memory" in cost
@@ -124,6 +124,7 @@ def test_a_steady_rise_with_the_rank_is_resolved_and_a_flat_one_is_not():
     rising = [lora(r, [a - 0.001, a, a + 0.001], 0.1 * r) for r, a in ((2, 0.88), (8, 0.89), (32, 0.90))]
     line = findings(summary_of(full(), *rising))[2]
     assert "+0.50 points per doubling" in line and "helps" in line
+    assert "p < 0.001" in line  # never "p = 0.00"
     flat = [lora(r, [0.88, 0.89, 0.90], 0.1 * r) for r in (2, 8, 32)]
     line = findings(summary_of(full(), *flat))[2]
     assert "+0.00 points per doubling" in line and "no effect of the rank is resolved" in line
@@ -241,11 +242,11 @@ def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sent
     full_line, lora_line, rank_line, others, pending = lines
     assert "98.00%" in full_line and full_line.endswith("target is met.")
     # every seed errs on the same sentences, so the pairing leaves no doubt about the gaps
-    assert lora_line.startswith("The most accurate LoRA configuration under 1% trained, LoRA r=4 (0.20%)")
+    assert lora_line.startswith("The most accurate LoRA configuration under 1% trained, LoRA r=4 (0.200%)")
     assert "0.25 points below" in lora_line and "point below is met" in lora_line
     assert "LoRA r=8, the configuration named before the grid, is 1.00 points below" in lora_line
     assert "over the 4 ranks" in rank_line and "helps" in rank_line
-    assert others.startswith("The other methods: BitFit (0.10% trained) is 13.00 points below")
+    assert others.startswith("The other methods: BitFit (0.100% trained) is 13.00 points below")
     assert "Houlsby" not in others and pending.endswith("Houlsby (2 of 5).")
 
 
@@ -298,7 +299,7 @@ def test_the_landing_page_headline_is_judged_on_the_paired_table():
     numbers = paired_headline(against_reference(complete, labels=LABELS))
     assert (numbers["runs"], numbers["configurations"], numbers["seeds"]) == (30, 6, "5")
     assert (numbers["full_mean"], numbers["full_verdict"]) == ("98.00", "met")
-    assert (numbers["lora_label"], numbers["lora_diff"], numbers["lora_trainable"]) == ("LoRA r=4", "-0.25", "0.20%")
+    assert (numbers["lora_label"], numbers["lora_diff"], numbers["lora_trainable"]) == ("LoRA r=4", "-0.25", "0.200%")
     assert (numbers["stated_label"], numbers["stated_diff"]) == ("LoRA r=8", "-1.00")
     low, high = (float(end) for end in numbers["stated_diff_ci"].split(" to "))
     assert low < -1.0 < high and numbers["stated_verdict"] == "not resolved"

@@ -168,8 +168,14 @@ def _fastest_and_leanest(methods: pd.DataFrame, full: pd.Series) -> str:
 
 
 def _percent(pct: float) -> str:
-    """A share of the parameters: two decimals, or one significant digit below 0.01%, which would print as 0.00."""
-    return f"{pct:.2f}%" if pct >= 0.01 else f"{pct:.1g}%"
+    """A share of the parameters: two decimals from 1% up; below 1%, three, as the results table
+    prints them, so that 0.995% never reads 1.00% beside the 1% target, nor 0.003% 0.00%."""
+    return f"{pct:.2f}%" if pct >= 1 else f"{pct:.3f}%"
+
+
+def _p_value(p: float) -> str:
+    """A p-value with two significant digits, or "p < 0.001", never "p = 0.00"."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
 def _gap(interval: Interval) -> str:
@@ -254,7 +260,7 @@ def rank_effect(ranks: pd.DataFrame, slope: Interval | None = None) -> str:
     return (
         f"Rank: accuracy changes by {judged.estimate:+.2f} points per doubling of r ({interval}); a one-way "
         f"ANOVA of the seeds' accuracies over the {ranks['rank'].nunique()} ranks gives "
-        f"p = {trend.anova_p:.2f}: {effect}."
+        f"{_p_value(trend.anova_p)}: {effect}."
     )
 
 
