@@ -74,21 +74,29 @@ def paired_bootstrap(
             f"correct_a and correct_b must be seeds x sentences over the same sentences, "
             f"got shapes {a.shape} and {b.shape}"
         )
-    rng = np.random.default_rng(seed)
-    n = a.shape[1]
-    sentences = rng.integers(0, n, size=(rounds, n))
-    seeds_a = rng.integers(0, a.shape[0], size=(rounds, a.shape[0]))
-    seeds_b = seeds_a if a.shape[0] == b.shape[0] else rng.integers(0, b.shape[0], size=(rounds, b.shape[0]))
-    # Per round: the mean over the drawn seeds of each seed's accuracy on the drawn sentences.
-    per_seed_a = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds_a
-    per_seed_b = np.stack([b[:, s].mean(axis=1) for s in sentences])
-    diffs = (
-        np.take_along_axis(per_seed_a, seeds_a, axis=1).mean(axis=1)
-        - np.take_along_axis(per_seed_b, seeds_b, axis=1).mean(axis=1)
-    ) * 100
+    means = _resampled_means([a, b], rounds, np.random.default_rng(seed))
+    diffs = (means[:, 0] - means[:, 1]) * 100
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Interval(float((a.mean() - b.mean()) * 100), float(low), float(high))
+
+
+def _resampled_means(arrays, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """Rounds x arrays: each seeds x sentences array's mean accuracy in each bootstrap round.
+
+    A round draws the sentences with replacement, the same draw for every array (the pairing),
+    and each array's seeds with replacement: the same indices for every array where all have as
+    many seeds (seed i stays paired across them), else each its own draw, in the arrays' order.
+    """
+    sentences = rng.integers(0, arrays[0].shape[1], size=(rounds, arrays[0].shape[1]))
+    counts = {a.shape[0] for a in arrays}
+    shared = rng.integers(0, arrays[0].shape[0], size=(rounds, arrays[0].shape[0])) if len(counts) == 1 else None
+    draws = [shared if shared is not None else rng.integers(0, a.shape[0], size=(rounds, a.shape[0])) for a in arrays]
+    means = np.empty((rounds, len(arrays)))
+    for j, (a, seeds) in enumerate(zip(arrays, draws)):
+        per_seed = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds
+        means[:, j] = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    return means
 
 
 def bootstrap_interval(correct, rounds: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
@@ -171,15 +179,7 @@ def rank_slope(ranks, correct, rounds: int = 10_000, seed: int = 0, confidence: 
                 f"{arrays[0].shape[1]} sentences"
             )
     weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # slope = weights @ each rank's mean
-    rng = np.random.default_rng(seed)
-    sentences = rng.integers(0, arrays[0].shape[1], size=(rounds, arrays[0].shape[1]))
-    counts = {a.shape[0] for a in arrays}
-    shared = rng.integers(0, arrays[0].shape[0], size=(rounds, arrays[0].shape[0])) if len(counts) == 1 else None
-    means = np.empty((rounds, len(arrays)))
-    for j, a in enumerate(arrays):
-        seeds = shared if shared is not None else rng.integers(0, a.shape[0], size=(rounds, a.shape[0]))
-        per_seed = np.stack([a[:, s].mean(axis=1) for s in sentences])  # rounds x seeds
-        means[:, j] = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    means = _resampled_means(arrays, rounds, np.random.default_rng(seed))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means @ weights * 100, [tail, 100 - tail])
     estimate = np.array([a.mean() for a in arrays]) @ weights * 100
