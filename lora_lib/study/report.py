@@ -49,6 +49,7 @@ class Results:
 
     runs: int
     configurations: int
+    summary: pd.DataFrame  # ``summarize``'s table of the records, which the figures draw
     frame: pd.DataFrame
     findings: list[str]
     stated: str
@@ -69,9 +70,9 @@ def results_of(records: list[Record], labels=None) -> Results:
             "interval over seeds and sentences (bootstrap)"
         )
         findings = paired_findings(table, summary, int(table["seeds"].max()), records, labels)
-        return Results(*count, paired_results_frame(table, summary), findings, stated, table)
+        return Results(*count, summary, paired_results_frame(table, summary), findings, stated, table)
     stated = "SST-2 validation accuracy as mean ± standard deviation over seeds, with the mean's 95% t-interval"
-    return Results(*count, results_frame(summary), seed_findings(summary), stated, None)
+    return Results(*count, summary, results_frame(summary), seed_findings(summary), stated, None)
 
 
 def write_report(
@@ -84,8 +85,8 @@ def write_report(
     records = load_records(folder, eval_split="validation")
     if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
-    summary = summarize(results_table(records))
     results = results_of(records, labels)
+    summary = results.summary
     out.mkdir(parents=True, exist_ok=True)
     figures = {"loss_curves": loss_curves(records)}
     figures |= {name: accuracy_plot(summary, *axis) for name, axis in ACCURACY_AGAINST.items()}
