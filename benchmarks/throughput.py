@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from lora_lib import apply_method, load_model, merge_lora
+from lora_lib import apply_method, load_model, merge_adapters
 from lora_lib.study.data import PadPerBatch, load_sst2, padding_efficiency, tokenize
 from lora_lib.study.flops import lengths_of, trace_step
 from lora_lib.study.machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss
@@ -417,7 +417,7 @@ def main(argv=None):
         for name, p in lora.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.01)  # a trained-looking update, so merging has something to fold
-    merged = merge_lora(copy.deepcopy(lora))
+    merged = merge_adapters(copy.deepcopy(lora))
     inference_jobs = {
         "base": lambda: infer(base, eval_batches),
         "lora_unmerged": lambda: infer(lora, eval_batches),

@@ -7,15 +7,15 @@ model loading. It knows nothing of SST-2 or of the study; ``lora_lib.study`` bui
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .adapters import BottleneckAdapter, IA3Linear
-from .checkpoint import adapter_state_dict, load_adapter, load_adapter_state_dict, save_adapter
+from .checkpoint import adapter_state_dict, from_adapter, load_adapter, load_adapter_state_dict, save_adapter
 from .layers import InjectedLayer
 from .lora import LoRALinear
-from .merging import merge_lora, unmerge_lora
+from .merging import merge_adapters, unmerge_adapters
 from .models import load_model
 from .params import count_parameters
 from .registry import METHODS, apply_method, register
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "METHODS",
@@ -26,11 +26,12 @@ __all__ = [
     "adapter_state_dict",
     "apply_method",
     "count_parameters",
+    "from_adapter",
     "load_adapter",
     "load_adapter_state_dict",
     "load_model",
-    "merge_lora",
+    "merge_adapters",
     "register",
     "save_adapter",
-    "unmerge_lora",
+    "unmerge_adapters",
 ]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from .layers import InjectedLayer
+from .layers import InjectedLayer, adapter_dtype, as_int, widened
 
 
 class BottleneckAdapter(InjectedLayer):
@@ -62,12 +62,13 @@ class BottleneckAdapter(InjectedLayer):
                 f"LayerNorm, such as BertSelfOutput or BertOutput), got {type(block).__name__}"
             )
         hidden = dense.out_features
-        if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or not 1 <= bottleneck <= hidden:
+        bottleneck = as_int(bottleneck, "bottleneck")
+        if not 1 <= bottleneck <= hidden:
             raise ValueError(f"bottleneck must be an integer from 1 to the hidden size {hidden}, got {bottleneck!r}")
         if activation not in ACT2FN:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACT2FN)}")
         super().__init__(block)  # the whole block is the frozen base
-        factory = {"dtype": dense.weight.dtype, "device": dense.weight.device}
+        factory = {"dtype": adapter_dtype(dense.weight), "device": dense.weight.device}
         self.adapter_down = nn.Linear(hidden, bottleneck, **factory)
         self.adapter_up = nn.Linear(bottleneck, hidden, **factory)
         # Small random down-projection, zero up-projection: the adapter starts as the identity.
@@ -81,7 +82,7 @@ class BottleneckAdapter(InjectedLayer):
 
     def adapter(self, z: torch.Tensor) -> torch.Tensor:
         """The bottleneck alone, ``up(act(down(z)))``, without its skip connection."""
-        return self.adapter_up(self.activation(self.adapter_down(z)))
+        return self.adapter_up(self.activation(self.adapter_down(z.to(self.adapter_down.weight.dtype)))).to(z.dtype)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         block = self.base_layer
@@ -119,14 +120,16 @@ class IA3Linear(InjectedLayer):
         self.position = position
         size = base_layer.in_features if position == "input" else base_layer.out_features
         weight = base_layer.weight
-        self.ia3_vector = nn.Parameter(torch.ones(size, dtype=weight.dtype, device=weight.device))
+        self.ia3_vector = nn.Parameter(torch.ones(size, dtype=adapter_dtype(weight), device=weight.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
+            self.check_not_training_merged()
             return self.base_layer(x)
         if self.position == "input":
-            return self.base_layer(x * self.ia3_vector)
-        return self.base_layer(x) * self.ia3_vector
+            return self.base_layer(x * self.ia3_vector.to(x.dtype))
+        result = self.base_layer(x)
+        return result * self.ia3_vector.to(result.dtype)
 
     @torch.no_grad()
     def merge(self, safe: bool = False) -> None:
@@ -149,13 +152,12 @@ class IA3Linear(InjectedLayer):
         self.merged = False
 
     def _rescale(self, vector: torch.Tensor) -> None:
+        """Multiply the base weights by ``vector``, computed in at least float32."""
         base = self.base_layer
-        if self.position == "input":
-            base.weight.mul_(vector[None, :])
-            return
-        base.weight.mul_(vector[:, None])
-        if base.bias is not None:
-            base.bias.mul_(vector)
+        scale = vector[None, :] if self.position == "input" else vector[:, None]
+        base.weight.copy_((widened(base.weight) * scale).to(base.weight.dtype))
+        if self.position == "output" and base.bias is not None:
+            base.bias.copy_((widened(base.bias) * vector).to(base.bias.dtype))
 
     def extra_repr(self) -> str:
         return f"position={self.position}, size={self.ia3_vector.numel()}, merged={self.merged}"

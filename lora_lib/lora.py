@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import InjectedLayer
+from .layers import InjectedLayer, adapter_dtype, as_int, widened
 
 
 class LoRALinear(InjectedLayer):
@@ -20,7 +20,8 @@ class LoRALinear(InjectedLayer):
 
     Args:
         base_layer: the pretrained layer. It is frozen in place and kept as ``base_layer``.
-        rank: the rank ``r`` of the update, ``1 <= r <= min(in_features, out_features)``.
+        rank: the rank ``r`` of the update, ``1 <= r <= min(in_features, out_features)``; any
+            integral type (``int``, ``numpy.int64``).
         alpha: the update is scaled by ``alpha / r`` (``alpha / sqrt(r)`` with ``use_rslora``,
             Kalajdzievski 2023, which keeps the update's scale stable as ``r`` grows).
         dropout: dropout probability on the LoRA path only; the base path never drops.
@@ -28,7 +29,9 @@ class LoRALinear(InjectedLayer):
 
     ``merge()`` folds the update into ``base_layer.weight`` for inference at the base
     layer's cost; ``unmerge()`` takes it out again. Both are explicit, never a side effect
-    of ``.eval()``.
+    of ``.eval()``, and a merged layer refuses to train (its update would get no gradient).
+    On a bf16 or fp16 base, ``A`` and ``B`` are kept in float32 and merging is computed in
+    float32, so training's small steps are not rounded away.
     """
 
     group = "lora"
@@ -45,7 +48,8 @@ class LoRALinear(InjectedLayer):
         super().__init__(base_layer)
         in_features, out_features = base_layer.in_features, base_layer.out_features
         max_rank = min(in_features, out_features)
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= max_rank:
+        rank = as_int(rank, "rank")
+        if not 1 <= rank <= max_rank:
             raise ValueError(
                 f"rank must be an integer from 1 to min(in_features, out_features) = {max_rank} "
                 f"for this {in_features}->{out_features} layer, got {rank!r}"
@@ -57,9 +61,9 @@ class LoRALinear(InjectedLayer):
 
         self.rank, self.alpha, self.use_rslora = rank, alpha, use_rslora
         self.scaling = alpha / (math.sqrt(rank) if use_rslora else rank)
-        weight = base_layer.weight
-        self.lora_A = nn.Parameter(torch.empty(rank, in_features, dtype=weight.dtype, device=weight.device))
-        self.lora_B = nn.Parameter(torch.zeros(out_features, rank, dtype=weight.dtype, device=weight.device))
+        factory = {"dtype": adapter_dtype(base_layer.weight), "device": base_layer.weight.device}
+        self.lora_A = nn.Parameter(torch.empty(rank, in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank, **factory))
         # The initialisation of nn.Linear, as microsoft/LoRA and PEFT use for A.
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -78,9 +82,12 @@ class LoRALinear(InjectedLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
+            self.check_not_training_merged()
             return self.base_layer(x)
+        result = self.base_layer(x)
         # Scaling the r-wide intermediate costs r / out_features of scaling the output.
-        return self.base_layer(x) + (self.dropout(x) @ self.lora_A.T * self.scaling) @ self.lora_B.T
+        update = (self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T * self.scaling) @ self.lora_B.T
+        return result + update.to(result.dtype)
 
     @torch.no_grad()
     def merge(self, safe: bool = False) -> None:
@@ -91,7 +98,8 @@ class LoRALinear(InjectedLayer):
         """
         if self.merged:
             return
-        merged_weight = self.base_layer.weight + self.delta_weight().to(self.base_layer.weight.dtype)
+        weight = self.base_layer.weight
+        merged_weight = (widened(weight) + self.delta_weight()).to(weight.dtype)
         if safe and not torch.isfinite(merged_weight).all():
             raise ValueError("the LoRA update holds NaN or inf; the base weight was left unchanged")
         self.base_layer.weight.copy_(merged_weight)
@@ -102,7 +110,8 @@ class LoRALinear(InjectedLayer):
         """Take the update back out of the base weight. Unmerging an unmerged layer does nothing."""
         if not self.merged:
             return
-        self.base_layer.weight.sub_(self.delta_weight().to(self.base_layer.weight.dtype))
+        weight = self.base_layer.weight
+        weight.copy_((widened(weight) - self.delta_weight()).to(weight.dtype))
         self.merged = False
 
     def extra_repr(self) -> str:

@@ -1,4 +1,8 @@
-"""Folding trained updates into the base weights for inference, and taking them out again."""
+"""Folding trained updates into the base weights for inference, and taking them out again.
+
+What merges is what is linear in its input: LoRA's ``B A`` and (IA)^3's vectors. A bottleneck
+adapter has a non-linearity between its projections and cannot merge.
+"""
 
 from __future__ import annotations
 
@@ -17,18 +21,19 @@ def _mergeable_layers(model: nn.Module) -> list[InjectedLayer]:
     return injected
 
 
-def merge_lora(model: nn.Module, safe: bool = False) -> nn.Module:
-    """Fold every mergeable update (LoRA and (IA)^3) into its base weights, in place.
+def merge_adapters(model: nn.Module, safe: bool = False) -> nn.Module:
+    """Fold every injected update (LoRA's and (IA)^3's) into its base weights, in place.
 
     Merging twice is a no-op. Bottleneck adapters cannot be merged and raise an error
-    before any layer is changed.
+    before any layer is changed. A merged model infers at the base model's cost and refuses
+    to train until ``unmerge_adapters`` takes the updates out again.
     """
     for layer in _mergeable_layers(model):
         layer.merge(safe=safe)
     return model
 
 
-def unmerge_lora(model: nn.Module) -> nn.Module:
+def unmerge_adapters(model: nn.Module) -> nn.Module:
     """Take every merged update back out of its base weights, in place."""
     for layer in _mergeable_layers(model):
         layer.unmerge()

@@ -15,7 +15,7 @@ import re
 from torch import nn
 
 from .adapters import BottleneckAdapter, IA3Linear
-from .layers import InjectedLayer
+from .layers import InjectedLayer, as_int
 from .lora import LoRALinear
 from .registry import HEAD, register
 
@@ -79,7 +79,8 @@ def _adapter_size(model: nn.Module, reduction_factor: int, bottleneck: int | Non
     hidden = model.config.hidden_size
     if bottleneck is not None:
         return bottleneck
-    if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 1:
+    reduction_factor = as_int(reduction_factor, "reduction_factor")
+    if reduction_factor < 1:
         raise ValueError(f"reduction_factor must be a positive integer, got {reduction_factor!r}")
     size = hidden // reduction_factor
     if size < 1:

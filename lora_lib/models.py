@@ -3,8 +3,9 @@
 The classifier reads one vector per sentence, and where that vector comes from is the
 ``head``:
 
-- ``"mean"``: the mean of the token states (padding left out); the model has no pooler.
-  What sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained to produce.
+- ``"mean"`` (the default): the mean of the token states (padding left out); the model has
+  no pooler. What sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained to
+  produce, and the head the study chose for every method (chapter 3 of the book).
 - ``"pooler"``: BERT's ``tanh(W h_[CLS] + b)``, with the pooler trained as part of the head
   by every method.
 - ``"frozen-pooler"``: the same pooler, frozen unless the method itself trains it (only full
@@ -25,6 +26,8 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .layers import as_int
 
 TINY_RANDOM = "tiny-random"
 # A BERT small enough for tests to run in milliseconds: what matters there is the wiring.
@@ -64,16 +67,19 @@ class MeanPoolingBertClassifier(BertForSequenceClassification):
         self.bert.pooler = None
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
-        hidden = self.bert(
+        outputs = self.bert(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
-        ).last_hidden_state
+        )
+        hidden = outputs.last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         logits = self.classifier(self.dropout(pooled))
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 def checkpoint_pooling(source: str | Path) -> str | None:
@@ -98,7 +104,7 @@ def resolve_head(head: str, source: str | Path | None) -> str:
 
 
 def load_model(
-    name: str | None = None, num_labels: int = 2, head: str = "frozen-pooler"
+    name: str | None = None, num_labels: int = 2, head: str = "mean"
 ) -> tuple[BertForSequenceClassification, PreTrainedTokenizerBase]:
     """Return ``(model, tokenizer)`` for sequence classification with ``num_labels`` labels.
 
@@ -110,7 +116,8 @@ def load_model(
     The classification head is new and randomly initialised, as ``from_pretrained`` makes it;
     ``head`` says what it reads (see the module's docstring).
     """
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+    num_labels = as_int(num_labels, "num_labels")
+    if num_labels < 2:
         raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
     tokenizer = load_tokenizer(name)
     source = None if name == TINY_RANDOM else default_model_path() if name is None else name
@@ -130,9 +137,32 @@ def load_model(
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+    return _labelled(model, name, head), tokenizer
+
+
+def model_skeleton(name: str | None = None, num_labels: int = 2, head: str = "mean") -> BertForSequenceClassification:
+    """The model ``load_model(name, num_labels, head)`` returns, on the meta device: its modules
+    and shapes without weights, built in milliseconds from the model's config alone. Applying a
+    method to it checks the method's hyperparameters against the real model (a rank too large,
+    a target that matches nothing) without loading a weight."""
+    if name == TINY_RANDOM:
+        config = BertConfig(vocab_size=load_tokenizer(name).vocab_size, num_labels=num_labels, **TINY_CONFIG)
+        source = None
+    else:
+        source = default_model_path() if name is None else name
+        config = _from_pretrained(BertConfig, source, num_labels=num_labels)
+    head = resolve_head(head, source)
+    cls = MeanPoolingBertClassifier if head == "mean" else BertForSequenceClassification
+    with torch.device("meta"):
+        return _labelled(cls(config), name, head)
+
+
+def _labelled(model, name: str | None, head: str):
+    """``model`` with what the library reads off it later: its head, and the name it was loaded by."""
     model.head_kind = head
+    model.model_name = name  # what save_adapter records, so that from_adapter loads the same base
     model.head_modules = ("bert.pooler", "classifier") if head == "pooler" else ("classifier",)
-    return model, tokenizer
+    return model
 
 
 def _from_pretrained(cls, source, **kwargs):

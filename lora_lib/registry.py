@@ -10,6 +10,7 @@ keyword arguments of its function; nothing else lists them.
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,4 +115,11 @@ def head_modules(model: nn.Module) -> tuple[str, ...]:
 
 
 def _jsonable(hparams: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()}
+    """Hyperparameters as JSON keeps them: tuples as lists, numpy integers as ints."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return list(v)
+        return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+    return {k: plain(v) for k, v in hparams.items()}

@@ -13,11 +13,11 @@ from lora_lib.models import TINY_RANDOM, load_model  # noqa: E402
 _LOADED = {}
 
 
-def _cached(name):
-    if name not in _LOADED:
+def _cached(name, head="mean"):
+    if (name, head) not in _LOADED:
         torch.manual_seed(0)
-        _LOADED[name] = load_model(name)
-    model, tokenizer = _LOADED[name]
+        _LOADED[name, head] = load_model(name, head=head)
+    model, tokenizer = _LOADED[name, head]
     return copy.deepcopy(model).eval(), tokenizer
 
 
@@ -30,6 +30,12 @@ def model_and_tokenizer(request):
 @pytest.fixture
 def tiny():
     return _cached(TINY_RANDOM)
+
+
+@pytest.fixture
+def tiny_pooler():
+    """The tiny random BERT with its [CLS] pooler, frozen (the first study's head)."""
+    return _cached(TINY_RANDOM, head="frozen-pooler")
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from lora_lib import (
     apply_method,
     count_parameters,
     load_adapter,
-    merge_lora,
+    merge_adapters,
     save_adapter,
-    unmerge_lora,
+    unmerge_adapters,
 )
 
 # bert-base-uncased: hidden h, layers L, feed-forward d_ff, a 2-label head of 2h + 2.
@@ -316,10 +316,10 @@ def test_ia3_merges_and_unmerges(tiny, batch):
                 module.ia3_vector.uniform_(0.5, 1.5)
         weights = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
         unmerged = model(**batch).logits
-        merge_lora(model)
-        merge_lora(model)  # idempotent
+        merge_adapters(model)
+        merge_adapters(model)  # idempotent
         torch.testing.assert_close(model(**batch).logits, unmerged, rtol=0, atol=1e-5)
-        unmerge_lora(model)
+        unmerge_adapters(model)
         for name, param in model.named_parameters():
             if name in weights:
                 torch.testing.assert_close(param, weights[name], rtol=1e-6, atol=1e-6)
@@ -332,7 +332,7 @@ def test_bottleneck_adapters_cannot_merge(tiny, method):
     apply_method(model, method)
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     with pytest.raises(ValueError) as err:
-        merge_lora(model)
+        merge_adapters(model)
     assert "BottleneckAdapter" in str(err.value)
     assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
 
@@ -342,7 +342,7 @@ def test_nothing_to_merge(tiny, method):
     model, _ = tiny
     apply_method(model, method)
     with pytest.raises(ValueError) as err:
-        merge_lora(model)
+        merge_adapters(model)
     assert "LoRA" in str(err.value)  # what could have been merged
 
 

@@ -45,11 +45,11 @@ def test_the_flat_parameters_are_the_fields_and_every_methods_hyperparameters():
 
 def test_from_parameters_gathers_the_hyperparameters():
     config = RunConfig.from_parameters(
-        **{**RunConfig.parameters(), "method": "lora", "rank": 4, "seed": 2, "targets": "query, key"}
+        **{**RunConfig.parameters(), "method": "lora", "rank": 4, "seed": 2, "targets": "query, key", "lr": 1e-3}
     )
     assert config.hparams == {"rank": 4, "targets": ["query", "key"]}
     assert (config.seed, config.run_id) == (2, "lora_r4_s2")
-    houlsby = RunConfig.from_parameters(method="houlsby", reduction_factor=8, rank=None)  # None: not set
+    houlsby = RunConfig.from_parameters(method="houlsby", reduction_factor=8, rank=None, lr=1e-3)  # None: not set
     assert houlsby.hparams == {"reduction_factor": 8}
 
 
@@ -114,3 +114,23 @@ def test_the_group_key_is_the_configuration_without_its_seed():
     assert RunConfig(hparams={"rank": 4}, lr=1e-3).group_key() != base.group_key()
     assert RunConfig(hparams={"rank": 8}, lr=2e-3).group_key() != base.group_key()
     assert RunConfig(hparams={"rank": 8}, lr=1e-3, eval_split="holdout").group_key() != base.group_key()
+
+
+def test_a_run_that_names_no_rate_takes_the_one_the_study_chose_for_its_configuration():
+    from lora_lib.study.rates import LORA_RATES, METHOD_RATES
+
+    assert RunConfig().lr == LORA_RATES["query", "value"][8]
+    assert RunConfig(method="houlsby").lr == METHOD_RATES["houlsby"]
+    assert RunConfig(method="lora", hparams={"rank": 32}).lr == LORA_RATES["query", "value"][64]  # nearest in log2
+    assert RunConfig(method="lora", hparams={"rank": 2, "targets": "query,value"}).lr == LORA_RATES["query", "value"][1]
+    assert RunConfig(method="houlsby", lr=5e-4).lr == 5e-4
+    assert (RunConfig().epochs, RunConfig().head) == (1.5, "mean")
+
+
+@pytest.mark.parametrize(
+    "hparams", [{"alpha": 8}, {"use_rslora": True}, {"targets": ["query", "key"]}], ids=["alpha", "rslora", "targets"]
+)
+def test_a_configuration_the_study_never_searched_must_name_its_rate(hparams):
+    with pytest.raises(ValueError) as err:
+        RunConfig(method="lora", hparams=hparams)
+    assert "lr" in str(err.value) and "lora(" in str(err.value)

@@ -4,11 +4,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lora_lib import apply_method, merge_lora
+from lora_lib import apply_method, merge_adapters
 from lora_lib.study.flops import lengths_of, trace_step
 
-# The tiny BERT: hidden h = 32, 2 layers, feed-forward 64, a pooler (frozen by load_model's
-# default head, "frozen-pooler") and a 2-label classifier. Two sentences of 5 and 3 real tokens.
+# The tiny BERT: hidden h = 32, 2 layers, feed-forward 64, a frozen pooler (head
+# "frozen-pooler": it counts a product that passes its gradient down) and a 2-label classifier.
+# Two sentences of 5 and 3 real tokens.
 LENGTHS = [5, 3]
 T, N, SQUARES = 8, 2, 5 * 5 + 3 * 3  # tokens, sentences, sum of squared lengths
 
@@ -26,22 +27,22 @@ assert BASE_FORWARD == 275_200
 LORA_PER_TOKEN = 2 * (32 * 8 + 8 * 32)  # 1,024 per wrapped layer
 
 
-def model_with(tiny, method, **hparams):
-    model, _ = tiny
+def model_with(tiny_pooler, method, **hparams):
+    model, _ = tiny_pooler
     apply_method(model, method, **hparams)
     return model
 
 
-def test_full_fine_tuning_is_three_forward_passes(tiny):
+def test_full_fine_tuning_is_three_forward_passes(tiny_pooler):
     # Everything trains, the embeddings too, so every product computes both of its gradients.
-    flops = trace_step(model_with(tiny, "full"))
+    flops = trace_step(model_with(tiny_pooler, "full"))
     assert flops.forward(LENGTHS) == BASE_FORWARD
     assert flops.backward(LENGTHS) == 2 * BASE_FORWARD
     assert flops.training(LENGTHS) == 825_600
 
 
-def test_lora_counts_frozen_layers_input_gradients_only(tiny):
-    flops = trace_step(model_with(tiny, "lora", rank=8))
+def test_lora_counts_frozen_layers_input_gradients_only(tiny_pooler):
+    flops = trace_step(model_with(tiny_pooler, "lora", rank=8))
     forward = BASE_FORWARD + 2 * 2 * LORA_PER_TOKEN * T
     assert flops.forward(LENGTHS) == forward == 307_968
 
@@ -62,21 +63,21 @@ def test_lora_counts_frozen_layers_input_gradients_only(tiny):
     assert flops.training(LENGTHS) == 598_144
 
 
-def test_merged_lora_adds_nothing(tiny):
-    model = model_with(tiny, "lora", rank=8)
-    merge_lora(model)
+def test_merged_lora_adds_nothing(tiny_pooler):
+    model = model_with(tiny_pooler, "lora", rank=8)
+    merge_adapters(model)
     assert trace_step(model).forward(LENGTHS) == BASE_FORWARD
 
 
-def test_head_only_backward_stops_at_the_head(tiny):
+def test_head_only_backward_stops_at_the_head(tiny_pooler):
     # Nothing below the classifier trains: its input needs no gradient, only its weight does.
-    flops = trace_step(model_with(tiny, "head"))
+    flops = trace_step(model_with(tiny_pooler, "head"))
     assert flops.backward(LENGTHS) == 2 * 32 * 2 * N
 
 
 @pytest.mark.parametrize("method, hparams", [("full", {}), ("lora", {"rank": 4}), ("bitfit", {})])
-def test_agrees_with_torch_flop_counter_when_nothing_is_padded(tiny, method, hparams):
-    model = model_with(tiny, method, **hparams)
+def test_agrees_with_torch_flop_counter_when_nothing_is_padded(tiny_pooler, method, hparams):
+    model = model_with(tiny_pooler, method, **hparams)
     flops = trace_step(model)
     ids = torch.randint(1000, 2000, (3, 7))
     model.train()
@@ -85,17 +86,17 @@ def test_agrees_with_torch_flop_counter_when_nothing_is_padded(tiny, method, hpa
     assert flops.training([7, 7, 7]) == counter.get_total_flops()
 
 
-def test_counts_real_tokens_not_padding(tiny):
-    _, tokenizer = tiny
+def test_counts_real_tokens_not_padding(tiny_pooler):
+    _, tokenizer = tiny_pooler
     batch = tokenizer(["a short one", "a somewhat longer sentence than that"], padding=True, return_tensors="pt")
     lengths = lengths_of(batch)
     assert lengths[0] < lengths[1] == batch["input_ids"].shape[1]
-    flops = trace_step(model_with(tiny, "full"))
+    flops = trace_step(model_with(tiny_pooler, "full"))
     assert flops.training(lengths) < flops.training([lengths[1]] * 2)
 
 
-def test_trace_leaves_the_model_as_it_was(tiny):
-    model = model_with(tiny, "lora", rank=8).train()
+def test_trace_leaves_the_model_as_it_was(tiny_pooler):
+    model = model_with(tiny_pooler, "lora", rank=8).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trace_step(model)
     assert model.training

@@ -6,7 +6,15 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 from transformers.models.bert.modeling_bert import BertOutput
 
-from lora_lib import METHODS, BottleneckAdapter, InjectedLayer, apply_method, count_parameters, merge_lora, unmerge_lora
+from lora_lib import (
+    METHODS,
+    BottleneckAdapter,
+    InjectedLayer,
+    apply_method,
+    count_parameters,
+    merge_adapters,
+    unmerge_adapters,
+)
 from lora_lib.merging import has_merged_layers
 from lora_lib.models import TINY_CONFIG
 
@@ -69,16 +77,16 @@ def test_merge_and_unmerge_are_idempotent(tiny, batch, method):
     with torch.no_grad():
         expected = model(**batch).logits
         base = base_weights()
-        merge_lora(model)
+        merge_adapters(model)
         merged = base_weights()
         assert any(not torch.equal(merged[n], base[n]) for n in base), "merging changed no base weight"
         assert has_merged_layers(model) and all(layer.merged for layer in injected(model))
-        merge_lora(model)  # a second merge adds nothing
+        merge_adapters(model)  # a second merge adds nothing
         assert all(torch.equal(w, merged[n]) for n, w in base_weights().items())
         torch.testing.assert_close(model(**batch).logits, expected, rtol=0, atol=1e-5)
-        unmerge_lora(model)
+        unmerge_adapters(model)
         unmerged = base_weights()
-        unmerge_lora(model)  # a second unmerge takes nothing more out
+        unmerge_adapters(model)  # a second unmerge takes nothing more out
         assert all(torch.equal(w, unmerged[n]) for n, w in base_weights().items())
         assert not has_merged_layers(model)
         for name, weight in unmerged.items():
@@ -91,7 +99,7 @@ def test_a_model_with_bottleneck_adapters_refuses_to_merge_and_changes_nothing(t
     model, _ = tiny
     apply_method(model, method)
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
-    for fold in (merge_lora, unmerge_lora):
+    for fold in (merge_adapters, unmerge_adapters):
         with pytest.raises(ValueError) as err:
             fold(model)
         assert "BottleneckAdapter" in str(err.value)
@@ -130,3 +138,50 @@ def test_a_layer_of_ones_own_is_counted_under_its_group():
     with pytest.raises(TypeError) as err:
         Scale(nn.Conv1d(4, 4, 1))
     assert "Conv1d" in str(err.value)
+
+
+def _train_steps(model, batch, steps=2):
+    """A few AdamW steps on the model's trainable parameters; returns them before and after."""
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trained.items()}
+    optimizer = torch.optim.AdamW(trained.values(), lr=1e-2)
+    labels = torch.tensor([1, 0, 1])
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    return before, trained
+
+
+@pytest.mark.parametrize("method", MERGEABLE)
+def test_a_merged_model_refuses_to_train_and_trains_again_once_unmerged(tiny, batch, method):
+    model, _ = tiny
+    apply_method(model, method)
+    merge_adapters(model)
+    with pytest.raises(RuntimeError) as err:
+        model.train()(**batch)
+    assert "unmerge_adapters" in str(err.value)
+    unmerge_adapters(model)
+    before, trained = _train_steps(model, batch)
+    adapter_params = [n for n in trained if n.split(".")[0] != "classifier"]
+    assert adapter_params and all(not torch.equal(trained[n], before[n]) for n in adapter_params)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in ("full", "head", "bitfit")])
+def test_on_a_bf16_base_injected_layers_keep_float32_and_train(tiny, batch, method):
+    model, _ = tiny
+    model.to(torch.bfloat16)
+    apply_method(model, method)
+    layers = injected(model)
+    own = [p for layer in layers for name, p in layer.named_parameters() if not name.startswith("base_layer.")]
+    assert own and all(p.dtype == torch.float32 for p in own)
+    assert all(p.dtype == torch.bfloat16 for layer in layers for p in layer.base_layer.parameters())
+    before, trained = _train_steps(model, batch)
+    assert all(not torch.equal(p, before[n]) for n, p in trained.items() if p.dtype == torch.float32)
+    if all(layer.mergeable for layer in layers):
+        model.eval()
+        with torch.no_grad():
+            unmerged = model(**batch).logits.float()
+            merge_adapters(model)
+            torch.testing.assert_close(model(**batch).logits.float(), unmerged, rtol=0.05, atol=0.05)

@@ -38,3 +38,61 @@ def test_the_check_sees_a_study_import():
     """The test above can fail: importing the study does load what the library must not."""
     loaded = loaded_after_importing(["lora_lib.study.record"])
     assert "lora_lib.study.record" in loaded and "pandas" in loaded
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which of the package's modules each of its modules imports, anywhere in its body
+    (imports inside functions included: they hide a cycle, they do not break it)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "lora_lib"
+    names = {
+        ".".join(("lora_lib", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in root.rglob("*.py")
+    }
+    graph = {}
+    for name, path in names.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                imported |= {module, *(f"{module}.{alias.name}" for alias in node.names)}
+        graph[name] = {m for m in imported if m in names and m != name}
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as the list of modules along it, or [] where there is none."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph()
+    assert "lora_lib.study.grid" in graph["lora_lib.study.appendix"]  # the graph sees relative imports
+    assert cycle(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]

@@ -13,9 +13,9 @@ from lora_lib import (
     count_parameters,
     load_adapter,
     load_adapter_state_dict,
-    merge_lora,
+    merge_adapters,
     save_adapter,
-    unmerge_lora,
+    unmerge_adapters,
 )
 from lora_lib.lora import LoRALinear
 
@@ -92,11 +92,11 @@ def test_matches_peft_unmerged_and_merged(model_and_tokenizer, batch, use_rslora
         # The copied update must move the logits, or the comparison would prove nothing.
         assert (reference - plain(**batch).logits).abs().max() > 1e-3
         torch.testing.assert_close(ours(**batch).logits, reference, rtol=0, atol=1e-5)
-        merge_lora(ours)
+        merge_adapters(ours)
         torch.testing.assert_close(ours(**batch).logits, reference, rtol=0, atol=1e-5)
         theirs.merge_adapter()
         torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, rtol=0, atol=1e-5)
-        unmerge_lora(ours)
+        unmerge_adapters(ours)
     restored = ours.bert.encoder.layer[0].attention.self.query.base_layer.weight
     torch.testing.assert_close(restored, base_weight, rtol=0, atol=1e-6)
 
@@ -181,8 +181,8 @@ def test_load_adapter_into_a_model_with_another_method(tiny, tmp_path):
     assert "a.safetensors" in str(err.value)
 
 
-def test_target_that_matches_nothing(tiny):
-    model, _ = tiny
+def test_target_that_matches_nothing(tiny_pooler):
+    model, _ = tiny_pooler
     with pytest.raises(ValueError) as err:
         apply_method(model, "lora", targets=("query", "qkv"))
     # It names the target, and lists what could be targeted instead.

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ def test_dropout_acts_on_the_lora_path_only():
 
 
 def test_merge_unmerge_and_idempotence():
-    layer = randomize_b(make_layer(rank=4))
+    layer = randomize_b(make_layer(rank=4)).eval()
     x = torch.randn(5, 12)
     w0 = layer.base_layer.weight.detach().clone()
     unmerged = layer(x)
@@ -126,3 +127,67 @@ def test_base_must_be_linear():
     with pytest.raises(TypeError) as err:
         LoRALinear(nn.Conv1d(4, 4, 1))
     assert "Conv1d" in str(err.value)
+
+
+def test_a_merged_layer_refuses_to_train_and_trains_again_once_unmerged():
+    layer = randomize_b(make_layer(rank=4))
+    x, target = torch.randn(8, 12), torch.randn(8, 10)
+    layer.merge()
+    with pytest.raises(RuntimeError) as err:
+        layer.train()(x)
+    assert "unmerge_adapters" in str(err.value)
+    with torch.no_grad():  # inference on a merged layer is what merging is for, in either mode
+        layer(x)
+    layer.unmerge()
+    optimizer = torch.optim.SGD([layer.lora_A, layer.lora_B], lr=0.1)
+    before = layer.delta_weight().detach().clone()
+    nn.functional.mse_loss(layer(x), target).backward()
+    optimizer.step()
+    assert not torch.allclose(layer.delta_weight(), before)
+    assert layer.base_layer.weight.grad is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_on_a_half_precision_base_the_update_stays_float32_and_merges_in_float32(dtype):
+    torch.manual_seed(0)
+    base = nn.Linear(12, 10).to(dtype)
+    layer = randomize_b(LoRALinear(base, rank=4))
+    assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float32
+    x = torch.randn(6, 12).to(dtype)
+    assert layer(x).dtype == dtype
+    w0 = base.weight.detach().clone()
+    layer.merge()
+    # The sum is formed in float32 and rounded once: exactly what float32 arithmetic gives.
+    assert torch.equal(base.weight, (w0.float() + layer.delta_weight()).to(dtype))
+    merged = base.weight.detach().clone()
+    layer.unmerge()
+    assert torch.equal(base.weight, (merged.float() - layer.delta_weight()).to(dtype))
+
+
+def test_a_bf16_base_trains_its_float32_update():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(12, 10).to(torch.bfloat16), rank=4).train()
+    a0 = layer.lora_A.detach().clone()
+    optimizer = torch.optim.AdamW([layer.lora_A, layer.lora_B], lr=1e-4, weight_decay=0)
+    x, target = torch.randn(16, 12).to(torch.bfloat16), torch.randn(16, 10)
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(layer(x).float(), target).backward()
+        optimizer.step()
+    # A's entries are up to 0.29, where bf16's spacing is 2^-9: three Adam steps of 1e-4 would
+    # round away in a bf16 A. Kept in float32, A moves.
+    moved = (layer.lora_A - a0).abs().max()
+    assert 0 < moved < 2**-10 and layer.lora_A.dtype == torch.float32
+
+
+@pytest.mark.parametrize("rank", [np.int64(4), np.int32(4), torch.tensor(4)])
+def test_rank_takes_any_integral_type(rank):
+    layer = make_layer(rank=rank)
+    assert layer.rank == 4 and type(layer.rank) is int
+
+
+@pytest.mark.parametrize("rank", [True, 4.0, "4", 0])
+def test_rank_refuses_what_is_not_a_positive_integer(rank):
+    with pytest.raises(ValueError) as err:
+        make_layer(rank=rank)
+    assert "rank" in str(err.value)

@@ -110,8 +110,8 @@ def test_the_head_comparison_averages_seeds_and_keeps_the_best_rate():
     assert "heads.yml" in str(err.value)
 
 
-def test_the_untrained_pooler_shows_in_its_statistics(tiny):
-    model, _ = tiny
+def test_the_untrained_pooler_shows_in_its_statistics(tiny_pooler):
+    model, _ = tiny_pooler
     stats = protocol.pooler_statistics(model)
     assert set(stats) == {"pooler_bias_max", "pooler_weight_std", "query_weight_std"}
     model.bert.pooler.dense.bias.data.zero_()

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from conftest import make_record
 
-from lora_lib.study import report, sweep
+from lora_lib.study import report, runner, sweep
 from lora_lib.study.aggregate import summarize
 from lora_lib.study.record import load_record, load_records, load_results
 from lora_lib.study.render import ACCURACY_AGAINST
@@ -123,7 +123,7 @@ def test_grid_expansion(tmp_path):
         [
             {"method": "lora", "rank": [1, 8], "lr": 1e-3},
             {"method": "head"},
-            {"method": "lora", "name": "lora_rs", "rank": [8], "use_rslora": True},
+            {"method": "lora", "name": "lora_rs", "rank": [8], "use_rslora": True, "lr": 2e-3},
         ],
         seeds=[0, 2],
     )
@@ -199,6 +199,26 @@ def test_bad_grids(tmp_path, runs, name):
     assert name in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "entry, run_id, field",
+    [
+        ({"method": "lora", "rank": 0}, "lora_r0_s0", "rank"),  # applied to the model: no rank-0 update
+        ({"method": "lora", "name": "typo", "targets": "quary", "lr": 1e-3}, "typo_s0", "quary"),  # no such layer
+        ({"method": "lora", "rank": 64}, "lora_r64_s0", "rank"),  # the tiny model is 32 wide
+        ({"method": "houlsby", "reduction_factor": 0, "lr": 1e-3}, "houlsby_s0", "reduction_factor"),
+    ],
+)
+def test_a_bad_value_fails_the_sweep_before_its_first_run_naming_the_run_and_the_field(
+    tmp_path, monkeypatch, capsys, entry, run_id, field
+):
+    path = write_grid(tmp_path, [{"method": "head"}, entry])  # the good run comes first, and never starts
+    monkeypatch.setattr(sweep, "execute", lambda *args, **kwargs: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([str(path)])
+    message = capsys.readouterr().err
+    assert stop.value.code == 2 and run_id in message and field in message
+
+
 def test_a_grid_key_the_sweep_does_not_know(tmp_path):
     with pytest.raises(sweep.GridError) as err:
         sweep.expand(write_grid(tmp_path, [{"method": "head"}], seed=[0]))
@@ -209,13 +229,13 @@ def test_a_grid_key_the_sweep_does_not_know(tmp_path):
 def swept(tmp_path_factory, sst2_dir):
     """A sweep over a small grid (two methods, two seeds, and one run that fails) with two jobs."""
     folder = tmp_path_factory.mktemp("grid")
-    # The broken run is a valid configuration that fails as it runs: its model is nowhere.
+    # The broken run is a valid configuration that fails as it runs: its data is nowhere.
     path = write_grid(
         folder,
         [
             {"method": "lora", "rank": 2, "lr": 1e-3},
             {"method": "bitfit", "lr": 1e-3},
-            {"method": "head", "name": "broken", "model_name": "no-such-model"},
+            {"method": "head", "name": "broken", "data_dir": "no-such-folder"},
         ],
         seeds=[0, 1],
     )
@@ -233,7 +253,7 @@ def test_sweep_runs_the_grid_and_reports_failures(swept):
     assert out.returncode == 1, out.stdout + out.stderr[-3000:]
     assert "4 done" in out.stdout and "2 failed" in out.stdout
     failures = [line for line in out.stdout.splitlines() if "broken_s0" in line and "FAILED" in line]
-    assert len(failures) == 1 and "no-such-model" in failures[0]
+    assert len(failures) == 1 and "no-such-folder" in failures[0]
     assert sorted(p.name for p in executed.glob("*.json")) == [
         "bitfit_s0.json",
         "bitfit_s1.json",
@@ -277,17 +297,17 @@ def test_a_changed_grid_reruns_what_it_changed(swept):
     path, executed, _ = swept
     grid = sweep.expand(path)
     run = next(r for r in grid.runs if r.run_id == "lora_r2_s0")
-    assert sweep.changed_parameters(run, executed) == ""
-    changed = sweep.Run(run.run_id, {**run.parameters, "lr": 0.002})
-    assert "lr" in sweep.changed_parameters(changed, executed)
+    assert runner.changed_parameters(run, executed) == ""
+    changed = runner.Run(run.run_id, {**run.parameters, "lr": 0.002})
+    assert "lr" in runner.changed_parameters(changed, executed)
     stale = sweep.sweep(dataclasses.replace(grid, runs=[changed]), dry_run=True)
     assert stale["would_run"] == ["lora_r2_s0"]
 
 
 def test_a_sweep_refuses_to_start_when_the_kernel_cannot_import_the_package(tmp_path):
-    sweep.check_kernel_imports(tmp_path)  # installed: the notebooks can import lora_lib from anywhere
+    runner.check_kernel_imports(tmp_path)  # installed: the notebooks can import lora_lib from anywhere
     with pytest.raises(sweep.GridError) as err:
-        sweep.check_kernel_imports(tmp_path, module="no_such_package_here")
+        runner.check_kernel_imports(tmp_path, module="no_such_package_here")
     assert "no_such_package_here" in str(err.value)
 
 
@@ -295,7 +315,7 @@ def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
     for suffix, text in ((".json", "first"), (".ipynb", "first"), (".safetensors", "first")):
         (tmp_path / f"lora_r8_s0{suffix}").write_text(text)
     (tmp_path / "lora_r8_s1.json").write_text("another run")
-    assert sweep.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded"
+    assert runner.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded"
     assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == [
         "lora_r8_s0.ipynb",
         "lora_r8_s0.json",
@@ -304,7 +324,7 @@ def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
     assert not list(tmp_path.glob("lora_r8_s0.*")) and (tmp_path / "lora_r8_s1.json").read_text() == "another run"
     (tmp_path / "lora_r8_s0.json").write_text("second")
     (tmp_path / "lora_r8_s0.ipynb").write_text("second")
-    assert sweep.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded" / "2"
+    assert runner.supersede("lora_r8_s0", tmp_path) == tmp_path / "superseded" / "2"
     assert (tmp_path / "superseded" / "lora_r8_s0.json").read_text() == "first"
     assert (tmp_path / "superseded" / "2" / "lora_r8_s0.json").read_text() == "second"
 
@@ -372,7 +392,7 @@ def test_commit_each_finished_run(swept, tmp_path):
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     for key, value in [("user.name", "test"), ("user.email", "test@example.com")]:
         subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
-    sweep.commit_run("lora_r2_s0", repo / "executed")
+    runner.commit_run("lora_r2_s0", repo / "executed")
     log = subprocess.run(
         ["git", "-C", str(repo), "log", "--name-only", "--format=%s"], capture_output=True, text=True
     ).stdout
@@ -395,16 +415,16 @@ def test_a_commit_waits_out_a_locked_index(tmp_path, monkeypatch):
     (executed / "head_s0.json").write_text("{}")
     lock = repo / ".git" / "index.lock"  # another git process is committing
     lock.touch()
-    monkeypatch.setattr(sweep, "GIT_RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "GIT_RETRY_SECONDS", 0.5)
     threading.Timer(1.0, lock.unlink).start()
-    sweep.commit_run("head_s0", executed)
+    runner.commit_run("head_s0", executed)
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.split() == ["Record", "run", "head_s0"]
     (executed / "head_s1.json").write_text("{}")
     lock.touch()  # and this time it stays
-    monkeypatch.setattr(sweep, "GIT_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(runner, "GIT_RETRY_SECONDS", 0.01)
     with pytest.raises(subprocess.CalledProcessError) as err:
-        sweep.commit_run("head_s1", executed)
+        runner.commit_run("head_s1", executed)
     assert "index.lock" in err.value.stderr
 
 
@@ -431,7 +451,7 @@ def test_readme_results_section_is_generated(swept, tmp_path):
     assert readme.read_text() == "no markers"
 
 
-@pytest.mark.parametrize("failures, calls", [(1, 2), (5, sweep.KERNEL_START_ATTEMPTS)])
+@pytest.mark.parametrize("failures, calls", [(1, 2), (5, runner.KERNEL_START_ATTEMPTS)])
 def test_a_run_whose_kernel_never_started_is_started_again(tmp_path, monkeypatch, failures, calls):
     grid = sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}]))
     grid.output_dir.mkdir()
@@ -440,11 +460,11 @@ def test_a_run_whose_kernel_never_started_is_started_again(tmp_path, monkeypatch
     def fake_papermill(command, **kwargs):
         attempts.append(command)
         if len(attempts) <= failures:
-            return subprocess.CompletedProcess(command, 1, "", f"RuntimeError: {sweep.KERNEL_START_FAILURE}")
+            return subprocess.CompletedProcess(command, 1, "", f"RuntimeError: {runner.KERNEL_START_FAILURE}")
         return subprocess.CompletedProcess(command, 1, "", "ValueError: a failure of the run itself")
 
-    monkeypatch.setattr(sweep.subprocess, "run", fake_papermill)
-    status, message = sweep.execute(grid.runs[0], grid)
+    monkeypatch.setattr(runner.subprocess, "run", fake_papermill)
+    status, message = runner.execute(grid.runs[0], grid)
     assert len(attempts) == calls and status == "failed"
     # a failure of the run itself is never retried, and is what the sweep reports
     assert ("a failure of the run itself" in message) == (failures < calls)
@@ -487,3 +507,33 @@ def test_the_cli_refuses_minutes_it_cannot_keep(tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             sweep.main([str(path), *argv])
         assert stop.value.code == 2 and "--start-within" in capsys.readouterr().err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's PR_SET_PDEATHSIG")
+def test_a_guarded_run_dies_with_the_process_that_started_it_even_on_sigkill():
+    starter = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'lora_lib.study.parent_guard', str(os.getpid()), "
+        "'sleep', '60'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 20
+    while b"sleep" not in Path(f"/proc/{child}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the guard has become the program
+    assert _alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)

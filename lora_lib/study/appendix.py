@@ -29,6 +29,7 @@ from lora_lib.registry import METHODS
 
 from .aggregate import config_label, format_lr, method_order
 from .config import RunConfig
+from .grid import expand
 from .record import ARCHIVE, Record, load_record, load_records
 
 # The sets of runs, in the order the appendix shows them, and the subfolder each lives in: the
@@ -195,8 +196,6 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
 def grid_progress(grid_file: str | Path, index: pd.DataFrame) -> str:
     """How far a grid has got, as a sentence: its runs with a record among ``run_index``'s grid
     set, and any grid-set run the file no longer lists."""
-    from .sweep import expand  # the sweep imports this module to title its runs
-
     planned = {run.run_id for run in expand(grid_file).runs}
     done = set(index.loc[index["set"] == "grid", "run"])
     name = Path(grid_file).name

@@ -4,7 +4,7 @@
 
 The client (the machine that runs ``lora-sweep``) decides what to run, exactly as the local
 mode does (skipping finished runs, rerunning changed ones), and submits one task per run to a
-running Dask scheduler. A worker runs the same :func:`lora_lib.study.sweep.execute` as the
+running Dask scheduler. A worker runs the same :func:`lora_lib.study.runner.execute` as the
 local mode: papermill, with the worker's own Python, in the grid's folder. So every worker
 must see the grid's folder at the same path (a shared file system) and have this package
 installed. The run itself writes its record, atomically and once; the client reports each
@@ -24,8 +24,9 @@ import os
 import sys
 from collections.abc import Callable
 
+from .grid import Grid, GridError, Run
 from .record import record_exists
-from .sweep import Grid, GridError, Run, execute
+from .runner import execute
 
 CONNECT_TIMEOUT = 5  # seconds to wait for the scheduler to answer
 RETRIES = 2  # reruns of a task that raised (a run that fails is reported, not retried)

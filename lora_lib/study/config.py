@@ -1,7 +1,9 @@
 """``RunConfig``: the one definition of a run's knobs and their defaults.
 
 The training notebook's parameters, the keys of a grid file and the sweep's checks all come
-from here. A run is described flat, as papermill passes it (``method=lora, rank=8, lr=2e-3``):
+from here, and its defaults are the study's: the mean head, 1.5 epochs, and each method's
+searched rate (``lora_lib.study.rates``), so that ``RunConfig(method="houlsby")`` is the
+study's Houlsby run. A run is described flat, as papermill passes it (``method=lora, rank=8, lr=1e-3``):
 ``RunConfig.parameters()`` lists those names with their defaults, and
 ``RunConfig.from_parameters(**flat)`` turns them into a checked configuration. The method's
 hyperparameters (``rank``, ``reduction_factor``, ...) are whatever the method registry's
@@ -17,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lora_lib.registry import METHODS, check_method, hyperparameters, with_defaults
 
+from .rates import study_rate
+
 MAX_LENGTH = 128
 
 
@@ -28,11 +32,12 @@ class RunConfig(BaseModel):
     method: str = "lora"
     hparams: dict = Field(default_factory=dict)  # the method's hyperparameters, e.g. {"rank": 8}
     model_name: str | None = None  # None: the packaged default model
-    # What the classifier reads (lora_lib.models): auto is the checkpoint's own pooling (mean
-    # tokens for the default model), else BERT's [CLS] pooler, trained with the head.
-    head: Literal["auto", "mean", "pooler", "frozen-pooler"] = "auto"
-    lr: float = Field(2e-3, gt=0)  # LoRA r=8's rate from the search in tuning.yml; experiments.yml has each method's
-    epochs: float = Field(1.0, gt=0)
+    # What the classifier reads (lora_lib.models): the mean of the token states, which the study
+    # chose for every method (chapter 3); pooler is BERT's [CLS] pooler, trained with the head.
+    head: Literal["auto", "mean", "pooler", "frozen-pooler"] = "mean"
+    # None: the rate the study chose for this method and configuration (lora_lib.study.rates).
+    lr: float | None = Field(None, gt=0)
+    epochs: float = Field(1.5, gt=0)  # the study's schedule: 1.5 epochs over SST-2's training set
     max_steps: int | None = Field(None, ge=1)  # stops after this many steps instead of after `epochs`
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
@@ -59,6 +64,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         check_method(self.method, self.hparams)
+        if self.lr is None:
+            self.lr = study_rate(self.method, self.hparams)
         if self.run_id is None:
             rank = self.hparams.get("rank", METHODS[self.method].defaults.get("rank"))
             self.run_id = f"{self.method}{f'_r{rank}' if self.method == 'lora' else ''}_s{self.seed}"

@@ -7,7 +7,6 @@ Every function takes the search's records (``executed/tuning/``) or the table
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -17,6 +16,7 @@ from . import paired
 from .aggregate import config_label, format_lr, label_of, method_order
 from .config import RunConfig
 from .data import HOLDOUT_SPLITS, inside_any, load_sst2
+from .rates import rate_for_rank
 from .record import Record
 from .stats import t_interval
 
@@ -205,15 +205,6 @@ def next_rate(search: pd.DataFrame, configuration: str) -> dict[str, object]:
         "best_short": short[best],
         "next_short": short[following],
     }
-
-
-def rate_for_rank(searched: dict[int, float], rank: int) -> tuple[int, float]:
-    """The rate a LoRA rank takes: that of the searched rank nearest in log2(rank), the lower
-    one on a tie. ``searched`` maps each searched rank to its chosen rate."""
-    if not searched:
-        raise ValueError("no searched rank to take a rate from: run the search (search.yml) first")
-    nearest = min(sorted(searched), key=lambda r: abs(np.log2(r) - np.log2(rank)))
-    return nearest, searched[nearest]
 
 
 def pooler_comparison(search: pd.DataFrame) -> pd.DataFrame:

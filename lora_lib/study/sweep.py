@@ -3,7 +3,7 @@
     lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N | --scheduler ADDRESS] [--commit]
                                [--start-within MINUTES]
 
-Each run goes through the training notebook (``book/train.ipynb`` beside the grid file, or
+Each run goes through the training notebook (``book/train.ipynb`` under the grid's root, or
 the grid's ``notebook``) into ``<output_dir>/<run_id>.ipynb`` and writes
 its record there. A run whose valid record exists is skipped (unless the grid has changed
 its parameters since, which reruns it, says why, and keeps the earlier files in
@@ -17,252 +17,29 @@ finish, so that a machine that must be free at a known time loses no run halfway
 With ``--scheduler tcp://HOST:8786`` the runs go, one task each, to a running Dask cluster
 instead of this machine's processes (``lora_lib.study.cluster``); everything else is the same.
 
-The grid file::
-
-    output_dir: executed          # relative to the grid file's folder
-    seeds: [0, 1, 2]
-    defaults: {epochs: 2, batch_size: 32}   # run parameters (RunConfig.parameters()) shared by every run
-    runs:
-      - {method: full, lr: 5.0e-5}
-      - {method: lora, rank: [1, 2, 4, 8], lr: 1.0e-3}   # a list expands into one run each
-
-Run ids are the method, ``_r<rank>`` wherever a rank is given, ``_<key><value>`` for any
-other key given as a list, and ``_s<seed>``: ``lora_r8_s0``. An entry may set ``name`` to use instead
-of the method in its ids, and ``seeds`` to run other seeds than the file's.
+The grid file's format is ``lora_lib.study.grid``'s; one run's execution is ``lora_lib.study.runner``'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import itertools
 import os
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
-from lora_lib.files import current_umask
-
 from .aggregate import label_of
-from .config import RunConfig
+from .grid import Grid, GridError, Run, expand
 from .record import Record, load_record, record_exists
+from .runner import changed_parameters, check_kernel_imports, commit_run, execute, supersede
 
-NOTEBOOK = Path("book") / "train.ipynb"  # relative to the grid file's folder, unless the grid names one
-GRID_KEYS = {"output_dir", "seeds", "defaults", "runs", "notebook"}
-ID_PREFIX = {"rank": "r"}
-SUPERSEDED = "superseded"  # where a run's earlier files go when a changed grid reruns it
-# A run whose kernel never started is started again, up to this many times in all.
-KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
-KERNEL_START_ATTEMPTS = 3
-# A commit that finds the index locked by another git process tries again this often, this far apart.
-GIT_ATTEMPTS = 5
-GIT_RETRY_SECONDS = 3
-
-
-class GridError(ValueError):
-    """An experiments file that cannot be expanded into runs."""
-
-
-@dataclass(frozen=True)
-class Run:
-    run_id: str
-    parameters: dict
-
-
-@dataclass(frozen=True)
-class Grid:
-    runs: list[Run]
-    output_dir: Path
-    notebook: Path
-    root: Path  # the grid file's folder: relative paths start there, and the kernels run there
-
-
-def expand(path: str | Path) -> Grid:
-    """Read an experiments file and expand it into runs with stable, unique ids."""
-    path = Path(path)
-    if not path.is_file():
-        raise GridError(f"no experiments file at {path}")
-    spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict) or "runs" not in spec:
-        raise GridError(f"{path}: expected a mapping with a 'runs' list (see lora_lib.sweep's docstring)")
-    unknown = sorted(set(spec) - GRID_KEYS)
-    if unknown:
-        raise GridError(f"{path}: unknown key(s) {', '.join(unknown)}; the grid takes {', '.join(sorted(GRID_KEYS))}")
-    seeds = spec.get("seeds", [0])
-    defaults = spec.get("defaults") or {}
-    runs: dict[str, Run] = {}
-    for number, entry in enumerate(spec["runs"], start=1):
-        if not isinstance(entry, dict) or "method" not in entry:
-            raise GridError(f"{path}: run entry {number} needs a 'method', got {entry!r}")
-        entry = dict(entry)
-        name = entry.pop("name", entry["method"])
-        entry_seeds = entry.pop("seeds", seeds)
-        if not isinstance(entry_seeds, list) or not all(isinstance(s, int) for s in entry_seeds):
-            raise GridError(f"{path}: run entry {number}'s seeds must be a list of integers, got {entry_seeds!r}")
-        varying = [k for k, v in entry.items() if isinstance(v, list)]
-        for values in itertools.product(*(entry[k] for k in varying)):
-            chosen = dict(zip(varying, values))
-            named = {k: v for k, v in {**entry, **chosen}.items() if k in ID_PREFIX or k in chosen}
-            suffix = "".join(f"_{ID_PREFIX.get(k, k)}{v}" for k, v in named.items())
-            for seed in entry_seeds:
-                run_id = f"{name}{suffix}_s{seed}"
-                if run_id in runs:
-                    raise GridError(f"{path}: run id {run_id} comes out twice; give one of the entries a 'name'")
-                params = {**defaults, **entry, **chosen, "seed": seed, "run_id": run_id}
-                runs[run_id] = Run(run_id, params)
-    root = path.resolve().parent
-    notebook = root / spec.get("notebook", NOTEBOOK)
-    if not notebook.is_file():
-        raise GridError(
-            f"{path}: the training notebook {notebook} does not exist; set 'notebook' in the grid file "
-            "to its path (relative to the grid file), or run jupytext --sync book/train.md"
-        )
-    # Every run is checked as a RunConfig now, so that a typo fails here and not hours later.
-    for run in runs.values():
-        try:
-            RunConfig.from_parameters(**run.parameters)
-        except (TypeError, ValueError) as err:
-            raise GridError(f"{path}: run {run.run_id}: {err}") from err
-    return Grid(
-        runs=list(runs.values()), output_dir=root / spec.get("output_dir", "executed"), notebook=notebook, root=root
-    )
-
-
-def execute(run: Run, grid: Grid, env: dict | None = None) -> tuple[str, str]:
-    """Run one notebook through papermill; return ``(status, message)``.
-
-    The executed notebook is written beside the record only once the run succeeded; a failed
-    one goes to ``<output_dir>/failed/`` for reading, and a stopped one is left as a hidden
-    ``.partial`` file that the next attempt overwrites.
-    """
-    out = grid.output_dir
-    partial = out / f".{run.run_id}.ipynb.partial"
-    # Paths relative to the grid's folder, where the kernel runs, so that no path of this machine
-    # lands in the records or in the executed notebooks' metadata.
-    root = grid.root
-    parameters = {**run.parameters, "output_dir": _relative(out, root)}
-    command = [
-        sys.executable,
-        "-m",
-        "papermill",
-        _relative(grid.notebook, root),
-        _relative(partial, root),
-        "--no-progress-bar",
-        "--cwd",
-        ".",
-        "-y",
-        yaml.safe_dump(parameters),
-    ]
-    for _ in range(KERNEL_START_ATTEMPTS):
-        result = subprocess.run(
-            command,
-            cwd=root,
-            text=True,
-            capture_output=True,
-            env={**os.environ, **(env or {})},
-            preexec_fn=_stop_with_parent,
-        )
-        # A kernel that never came up ran nothing: on a busy machine, or with several starting at
-        # once, that happens now and then, and a second start is what a person would try.
-        if result.returncode == 0 or KERNEL_START_FAILURE not in (result.stderr or ""):
-            break
-    if result.returncode == 0 and record_exists(out, run.run_id):
-        from .appendix import retitle_after_run  # the run's page gets its own title, not the template's
-
-        retitle_after_run(partial, out / f"{run.run_id}.json")
-        os.chmod(partial, 0o666 & ~current_umask())  # readable by whoever reads the records, as the umask says
-        partial.replace(out / f"{run.run_id}.ipynb")
-        return "done", ""
-    failed = out / "failed"
-    failed.mkdir(exist_ok=True)
-    if partial.exists():
-        partial.replace(failed / f"{run.run_id}.ipynb")
-    lines = [line for line in (result.stderr or "").strip().splitlines() if line.strip()]
-    return "failed", lines[-1] if lines else f"papermill exited with {result.returncode} and wrote no record"
-
-
-def check_kernel_imports(cwd: Path, module: str = "lora_lib") -> None:
-    """Refuse to start a sweep whose notebooks could not import ``module`` from ``cwd`` (where
-    their kernel runs): otherwise every run fails the same way, one after the other.
-    papermill's kernel runs ``sys.executable``, so that is the interpreter asked."""
-    result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
-    if result.returncode:
-        raise GridError(
-            f"the notebooks' kernel cannot import {module} from {cwd.name}/ (it is not installed in "
-            f"{Path(sys.executable).name}'s environment): run `pip install -e .` in the repository root"
-        )
-
-
-def _relative(path: Path, root: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def _stop_with_parent() -> None:
-    """Ask Linux to stop papermill (and so its kernel) if the sweep itself is killed, so a
-    restarted sweep never races an orphaned run."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def changed_parameters(run: Run, folder: Path) -> str:
-    """How the grid's parameters for ``run`` differ from those its executed notebook ran with
-    ('' where they agree, or where there is no executed notebook to compare with)."""
-    import nbformat
-
-    path = folder / f"{run.run_id}.ipynb"
-    if not path.is_file():
-        return ""
-    ran = nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
-    keys = sorted((set(ran) | set(run.parameters)) - {"output_dir"})
-    return ", ".join(
-        f"{k}: {ran.get(k)!r} -> {run.parameters.get(k)!r}" for k in keys if ran.get(k) != run.parameters.get(k)
-    )
-
-
-def supersede(run_id: str, folder: Path) -> Path:
-    """Move a run's files (record, notebook, adapter) into ``superseded/`` before it is run again,
-    so that a result the grid no longer asks for is kept rather than overwritten. A second
-    superseded version goes to ``superseded/2/``, and so on. Returns the folder it went to."""
-    target, version = folder / SUPERSEDED, 1
-    while (target / f"{run_id}.json").exists() or (target / f"{run_id}.ipynb").exists():
-        version += 1
-        target = folder / SUPERSEDED / str(version)
-    target.mkdir(parents=True, exist_ok=True)
-    for path in folder.glob(f"{run_id}.*"):
-        path.replace(target / path.name)
-    return target
-
-
-def commit_run(run_id: str, folder: Path) -> None:
-    """Commit a finished run's files (record, executed notebook, adapter) to the git checkout,
-    with whatever earlier version of it went to ``superseded/``."""
-    files = [str(p) for p in sorted(folder.glob(f"{run_id}.*"))]
-    files += [str(p) for p in sorted((folder / SUPERSEDED).rglob(f"{run_id}.*"))]
-    for command in (["git", "add", "--", *files], ["git", "commit", "-q", "-m", f"Record run {run_id}", "--", *files]):
-        _git(command, folder)
-
-
-def _git(command: list[str], folder: Path, attempts: int = GIT_ATTEMPTS) -> None:
-    """Run a git command, waiting out another git process's lock on the index (someone
-    committing by hand while a long sweep runs) before giving up."""
-    for attempt in range(1, attempts + 1):
-        try:
-            subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True)
-            return
-        except subprocess.CalledProcessError as err:
-            if "index.lock" not in (err.stderr or "") or attempt == attempts:
-                raise
-            time.sleep(GIT_RETRY_SECONDS)
+__all__ = ["GridError", "expand", "main", "sweep", "training_time"]
 
 
 def training_time(records: list[Record]) -> str:
@@ -401,7 +178,7 @@ def _on_this_machine(
 
 
 def _on_cluster(client, todo: list[Run], grid: Grid, summary: dict, commit: bool) -> None:
-    from .cluster import check_workers, run_on_cluster
+    from .cluster import check_workers, run_on_cluster  # needs the cluster extra (distributed)
 
     for note in check_workers(client, grid, todo):
         print(f"note: {note}")
@@ -489,9 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # As `python -m lora_lib.study.sweep`, run the package's own module rather than this __main__
-    # copy: the runs sent to Dask workers and the errors raised in lora_lib.study.cluster are that
-    # module's classes.
-    from lora_lib.study.sweep import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())
