@@ -165,12 +165,12 @@ def test_what_every_shown_run_shares_is_said_once_above_the_table(runs):
     assert table.common() == {
         "set": "grid",
         "hyperparameters": "defaults",
-        "training": "1 epoch",
+        "training": "1.5 epochs",  # RunConfig's default: the study's schedule
         "scored on": "validation",
     }
     assert table.shown().columns.tolist() == ["run", "method", "lr", "seed", "accuracy (%)", "time (min)"]
     line = table._repr_markdown_().splitlines()[0]
-    assert line.startswith("Common to every run below:") and "1 epoch" in line and "grid" not in line
+    assert line.startswith("Common to every run below:") and "1.5 epochs" in line and "grid" not in line
     assert "<p>Common to every run below:" in table._repr_html_()
     single = IndexTable.of_set(run_index(runs), "tuning")
     assert single.common() == {} and "seed" in single.shown().columns  # one run: nothing to factor out

@@ -233,6 +233,7 @@ PAIRED_RECORDS = [
 ]
 
 
+@pytest.mark.slow
 def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sentences():
     from lora_lib.study.findings import paired_findings
     from lora_lib.study.paired import against_reference
@@ -250,6 +251,7 @@ def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sent
     assert "Houlsby" not in others and pending.endswith("Houlsby (2 of 5).")
 
 
+@pytest.mark.slow
 def test_the_rank_effect_carries_the_sentences_where_the_records_are_given():
     from lora_lib.study.findings import lora_ranks, paired_findings
     from lora_lib.study.paired import against_reference, correct, rank_slope
@@ -271,6 +273,7 @@ def test_the_rank_effect_carries_the_sentences_where_the_records_are_given():
         rank_slope([r for r in PAIRED_RECORDS if r.run_id != "lora_r8_s0"], ranks, labels=LABELS)
 
 
+@pytest.mark.slow
 def test_the_report_sets_records_with_predictions_against_full_fine_tuning(tmp_path):
     from lora_lib.study import report
     from lora_lib.study.record import save_record
@@ -291,6 +294,7 @@ def test_the_report_sets_records_with_predictions_against_full_fine_tuning(tmp_p
     assert "Houlsby (2 of 5)" in text
 
 
+@pytest.mark.slow
 def test_the_landing_page_headline_is_judged_on_the_paired_table():
     from lora_lib.study.findings import paired_headline
     from lora_lib.study.paired import against_reference
@@ -347,6 +351,7 @@ def test_which_weights_answer_sorts_each_configuration_by_its_interval():
         which_weights_answer(weights, reference="LoRA r=32")
 
 
+@pytest.mark.slow
 def test_the_pre_stated_configuration_is_said_once_when_it_is_the_best():
     from lora_lib.study.findings import paired_headline, pre_stated_sentences
     from lora_lib.study.paired import against_reference
@@ -363,6 +368,7 @@ def test_the_pre_stated_configuration_is_said_once_when_it_is_the_best():
     assert "best of 2 configurations" in same["stated_sentence"]  # r=8 and r=1 train under 1%
 
 
+@pytest.mark.slow
 def test_the_other_methods_leave_out_those_without_all_their_seeds():
     from lora_lib.study.findings import other_methods
     from lora_lib.study.paired import against_reference

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 LIBRARY = [
     "lora_lib",
     "lora_lib.lora",
@@ -34,6 +36,7 @@ def test_the_library_loads_no_study_and_no_pandas_datasets_or_papermill():
     assert study == [] and heavy == []
 
 
+@pytest.mark.slow
 def test_the_check_sees_a_study_import():
     """The test above can fail: importing the study does load what the library must not."""
     loaded = loaded_after_importing(["lora_lib.study.record"])

@@ -48,6 +48,7 @@ def test_compare_refuses_what_cannot_be_paired():
         paired.compare([run("short", 0, LABELS[:4])], [run("b", 0, LABELS)], labels=LABELS)
 
 
+@pytest.mark.slow
 def test_evaluation_labels_are_the_split_a_run_was_scored_on(sst2_dir):
     validation = paired.evaluation_labels(RunConfig(data_dir=sst2_dir))
     assert len(validation) == 872 and set(np.unique(validation)) == {0, 1}

@@ -378,7 +378,9 @@ def test_the_second_grid_takes_the_rate_the_search_chose_for_each_configuration(
     from lora_lib.study.sweep import expand
 
     rates = protocol.grid_rates(protocol.clean_search(load_records(REPO / "executed" / "tuning")))
-    grid = [RunConfig.from_parameters(**run.parameters) for run in expand(REPO / "experiments.yml").runs]
+    grid = [
+        RunConfig.from_parameters(**run.parameters) for run in expand(REPO / "studies" / "v2" / "experiments.yml").runs
+    ]
     used = {config_label(c.method, c.hparams): c.lr for c in grid}
     assert set(used) == set(rates.index)
     assert used == pytest.approx(rates["lr"].to_dict())

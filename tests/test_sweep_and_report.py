@@ -72,6 +72,7 @@ def tiny_params(**extra):
     return [(k, v) for k, v in {**TINY, **extra}.items()]
 
 
+@pytest.mark.slow
 def test_papermill_writes_where_it_runs(sst2_dir, checkout):
     (checkout / "runs").mkdir()  # papermill writes its output notebook only into a folder that exists
     done = papermill(
@@ -93,6 +94,7 @@ def test_papermill_writes_where_it_runs(sst2_dir, checkout):
     assert load_record(checkout / "book" / "runs" / "lora_r2_s0.json").config.output_dir == "runs"
 
 
+@pytest.mark.slow
 def test_papermill_never_replaces_a_record_unless_asked(sst2_dir, checkout, tmp_path):
     runs = tmp_path / "runs"
     first = papermill(
@@ -173,12 +175,12 @@ def test_the_notebook_and_the_outputs_are_found_from_the_grid_file(tmp_path):
 
 
 def test_repository_grid_is_the_study():
-    ids = {r.run_id for r in sweep.expand(REPO / "experiments.yml").runs}
+    ids = {r.run_id for r in sweep.expand(REPO / "studies" / "v2" / "experiments.yml").runs}
     configurations = ["full", "head", "bitfit", "houlsby", "pfeiffer", "ia3"]
     configurations += [f"lora_r{r}" for r in (1, 2, 4, 8, 16, 32, 64)]
     configurations += ["lora_q_r16", "lora_v_r16", "lora_attention_r4", "lora_all_r2"]
     assert ids == {f"{c}_s{s}" for c in configurations for s in range(5)}
-    first = {r.run_id for r in sweep.expand(REPO / "executed" / "v1" / "experiments.yml").runs}
+    first = {r.run_id for r in sweep.expand(REPO / "studies" / "v1" / "experiments.yml").runs}
     assert len(first) == 39 and first <= {p.stem for p in (REPO / "executed" / "v1").glob("*.json")}
 
 
@@ -248,6 +250,7 @@ def swept(tmp_path_factory, sst2_dir):
     return path, folder / "executed", out
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_grid_and_reports_failures(swept):
     path, executed, out = swept
     assert out.returncode == 1, out.stdout + out.stderr[-3000:]
@@ -275,6 +278,7 @@ def test_sweep_runs_the_grid_and_reports_failures(swept):
         assert str(path.parent) not in written.read_text(), written.name
 
 
+@pytest.mark.slow
 def test_sweep_again_skips_what_is_done(swept):
     path, executed, _ = swept
     before = {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")}
@@ -293,6 +297,7 @@ def test_sweep_again_skips_what_is_done(swept):
     assert {p.name: p.stat().st_mtime_ns for p in executed.glob("*.json")} == before
 
 
+@pytest.mark.slow
 def test_a_changed_grid_reruns_what_it_changed(swept):
     path, executed, _ = swept
     grid = sweep.expand(path)
@@ -304,6 +309,7 @@ def test_a_changed_grid_reruns_what_it_changed(swept):
     assert stale["would_run"] == ["lora_r2_s0"]
 
 
+@pytest.mark.slow
 def test_a_sweep_refuses_to_start_when_the_kernel_cannot_import_the_package(tmp_path):
     runner.check_kernel_imports(tmp_path)  # installed: the notebooks can import lora_lib from anywhere
     with pytest.raises(sweep.GridError) as err:
@@ -329,6 +335,7 @@ def test_a_rerun_keeps_the_earlier_files_in_superseded(tmp_path):
     assert (tmp_path / "superseded" / "2" / "lora_r8_s0.json").read_text() == "second"
 
 
+@pytest.mark.slow
 def test_report_on_the_sweeps_records(swept, tmp_path):
     _, executed, _ = swept
     written = report.write_report(executed, tmp_path / "report")
@@ -349,6 +356,7 @@ def test_report_on_the_sweeps_records(swept, tmp_path):
     assert latex.count(r"\\") == 3 and r"$\pm$" in latex and r"\toprule" in latex
 
 
+@pytest.mark.slow
 def test_report_cli_on_an_empty_folder(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "lora_lib.study.report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
@@ -365,6 +373,7 @@ def test_report_cli_on_an_empty_folder(tmp_path):
     assert out.returncode != 0 and "empty" in out.stderr and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_stopped_sweep_resumes_without_redoing_runs(sst2_dir, tmp_path):
     path = write_grid(tmp_path, [{"method": "lora", "rank": 2, "lr": 1e-3}], seeds=[0, 1, 2])
     executed = tmp_path / "executed"
@@ -385,6 +394,7 @@ def test_stopped_sweep_resumes_without_redoing_runs(sst2_dir, tmp_path):
     assert all(executed.joinpath(name).stat().st_mtime_ns == t for name, t in first.items())
 
 
+@pytest.mark.slow
 def test_commit_each_finished_run(swept, tmp_path):
     _, executed, _ = swept
     repo = tmp_path / "repo"
@@ -428,6 +438,7 @@ def test_a_commit_waits_out_a_locked_index(tmp_path, monkeypatch):
     assert "index.lock" in err.value.stderr
 
 
+@pytest.mark.slow
 def test_readme_results_section_is_generated(swept, tmp_path):
     _, executed, _ = swept
     readme = tmp_path / "README.md"
@@ -517,6 +528,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's PR_SET_PDEATHSIG")
+@pytest.mark.slow
 def test_a_guarded_run_dies_with_the_process_that_started_it_even_on_sigkill():
     starter = (
         "import os, subprocess, sys, time\n"

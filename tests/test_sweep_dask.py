@@ -196,6 +196,7 @@ def test_a_run_whose_worker_is_killed_is_rerun_once_elsewhere(dask_cluster, tmp_
     sweep_again(path, dask_cluster.address, 4)
 
 
+@pytest.mark.slow
 def test_a_scheduler_that_does_not_answer(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()
@@ -219,6 +220,7 @@ def test_a_scheduler_address_that_is_not_one():
     assert "localhost:abc" in str(err.value) and "tcp://HOST:8786" in str(err.value)
 
 
+@pytest.mark.slow
 def test_jobs_are_for_this_machine_only(tmp_path):
     path = write_grid(tmp_path, [{"method": "head"}])
     out = subprocess.run(

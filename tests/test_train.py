@@ -49,10 +49,10 @@ def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
     assert cost.train_steps == 6 and cost.train_examples == 6 * 16
     assert cost.train_tokens > cost.train_examples and cost.peak_rss_mb > 0
     assert [h["step"] for h in record.history.train] == [2, 4, 6]
-    # head "auto" on a model with no pooling config of its own: BERT's pooler, trained with the classifier
-    assert record.config.head == "pooler"
-    # layers x (query, value) x (A + B), then the pooler and the classifier
-    assert record.params.trainable == 2 * 2 * (4 * 32 + 32 * 4) + (32 * 32 + 32) + (2 * 32 + 2)
+    # the default head, the study's: a classifier on the mean of the token states, and no pooler
+    assert record.config.head == "mean"
+    # layers x (query, value) x (A + B), then the classifier
+    assert record.params.trainable == 2 * 2 * (4 * 32 + 32 * 4) + (2 * 32 + 2)
     assert record.environment["torch"] == torch.__version__
     # one prediction per validation sentence, which agree with the accuracy
     labels = [int(line.rsplit("\t", 1)[1]) for line in open(f"{sst2_dir}/dev.tsv").read().splitlines()[1:]]
@@ -105,6 +105,7 @@ def test_full_fine_tuning_saves_no_weights(sst2_dir, tmp_path):
     assert all(len(s) == 32 and s == sorted(s, reverse=True) and s[0] > 0 for s in spectra.values())
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_same_result(sst2_dir, tmp_path):
     first, _ = train(tiny_config(tmp_path))
     second, _ = train(tiny_config(tmp_path))
@@ -163,6 +164,7 @@ def test_nan_loss_stops_the_run_and_writes_nothing(sst2_dir, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_no_record(sst2_dir, tmp_path):
     config = tiny_config(tmp_path, max_steps=100_000).model_dump()
     code = f"from lora_lib.study.train import run; run({config!r})"

@@ -132,7 +132,7 @@ def test_the_papers_gaps_come_from_their_published_numbers():
 def test_the_study_adapters_by_seed_and_their_spectra():
     records = load_records(EXECUTED, eval_split="validation")
     r8 = updates.lora_adapters(records, EXECUTED, 8)
-    grid_seeds = {run.parameters["seed"] for run in expand(EXECUTED.parent / "experiments.yml").runs}
+    grid_seeds = {run.parameters["seed"] for run in expand(EXECUTED.parent / "studies" / "v2" / "experiments.yml").runs}
     assert sorted(r8) == sorted(grid_seeds) and len(r8[0]) == 12
     assert updates.last_layer(r8[0]) == [
         "bert.encoder.layer.5.attention.self.query",

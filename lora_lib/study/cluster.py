@@ -1,6 +1,6 @@
 """The sweep on a Dask cluster: each run a task, on whichever worker is free.
 
-    lora-sweep experiments.yml --scheduler tcp://HOST:8786
+    lora-sweep studies/v2/experiments.yml --scheduler tcp://HOST:8786
 
 The client (the machine that runs ``lora-sweep``) decides what to run, exactly as the local
 mode does (skipping finished runs, rerunning changed ones), and submits one task per run to a

@@ -281,7 +281,8 @@ def head_comparison(records: list[Record]) -> pd.DataFrame:
     ]
     if not rows:
         raise ValueError(
-            "no pair of runs scored on held-out sentences with the mean and the pooler head: run lora-sweep heads.yml"
+            "no pair of runs scored on held-out sentences with the mean and the pooler head: "
+            "run lora-sweep studies/v2/heads.yml"
         )
     frame = pd.DataFrame(rows)
     return (
@@ -365,7 +366,9 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
         for bf16, fp32 in _twins(records, "precision", "bf16", "fp32")
     ]
     if not rows:
-        raise ValueError("no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep precision.yml")
+        raise ValueError(
+            "no configuration ran in both fp32 and bf16 on the clean slice: run lora-sweep studies/v2/precision.yml"
+        )
     for row in rows:
         row["within the margin"] = "yes" if row["bf16 − fp32 (points)"].low > -PRECISION_MARGIN else "no"
     return pd.DataFrame(rows).set_index("configuration")
@@ -398,7 +401,8 @@ def schedule_comparison(
     rows = [_twin_row(a, b, names, data_dir, labels) for a, b in _twins(records, "epochs", longer, shorter)]
     if not rows:
         raise ValueError(
-            f"no configuration ran for both {names[0]} and {names[1]} on the clean slice: run lora-sweep schedule.yml"
+            f"no configuration ran for both {names[0]} and {names[1]} on the clean slice: "
+            "run lora-sweep studies/v2/schedule.yml"
         )
     for row in rows:
         difference = row[f"{names[0]} − {names[1]} (points)"]

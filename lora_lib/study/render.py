@@ -149,7 +149,7 @@ def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
         for index, configuration in enumerate(configurations):
             rows = search[search["configuration"] == configuration].sort_values("lr")
             if rows.empty:
-                raise ValueError(f"no search run of {configuration!r}: run lora-sweep search.yml")
+                raise ValueError(f"no search run of {configuration!r}: run lora-sweep studies/v2/search.yml")
             color, marker = COLORS[index % len(COLORS)], MARKERS[index % len(MARKERS)]
             ax.plot(rows["lr"], rows["accuracy"], color=color, marker=marker, mfc="white", label=configuration)
             best = rows.loc[rows["accuracy"].idxmax()]

@@ -1,6 +1,6 @@
 """The experiment grid: expand ``experiments.yml`` into runs and execute them with papermill.
 
-    lora-sweep experiments.yml [--dry-run] [--only PATTERN] [--jobs N | --scheduler ADDRESS] [--commit]
+    lora-sweep studies/v2/experiments.yml [--dry-run] [--only PATTERN] [--jobs N | --scheduler ADDRESS] [--commit]
                                [--start-within MINUTES]
 
 Each run goes through the training notebook (``book/train.ipynb`` under the grid's root, or
