@@ -8,7 +8,8 @@ import nbformat
 import pytest
 from conftest import make_record
 
-from lora_lib.study import sweep as sweep_module
+from lora_lib.study import grid as grid_module
+from lora_lib.study import runner
 from lora_lib.study.appendix import (
     IndexTable,
     format_lr,
@@ -219,19 +220,20 @@ def test_retitling_a_folder_titles_each_notebook_by_its_own_record(runs):
 def test_the_sweep_titles_a_finished_run_before_moving_it_into_place(tmp_path, monkeypatch):
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "train.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
-    grid = sweep_module.Grid(
+    grid = grid_module.Grid(
         runs=[], output_dir=tmp_path / "executed", notebook=tmp_path / "book" / "train.ipynb", root=tmp_path
     )
-    run = sweep_module.Run("lora_r8_s0", {"method": "lora", "rank": 8, "run_id": "lora_r8_s0"})
+    run = grid_module.Run("lora_r8_s0", {"method": "lora", "rank": 8, "run_id": "lora_r8_s0"})
 
     def papermill(command, **kwargs):  # what a successful papermill run leaves: the partial notebook and a record
-        _executed_notebook(tmp_path / command[4], "lora_r8_s0")
+        [partial] = [arg for arg in command if arg.endswith(".partial")]
+        _executed_notebook(tmp_path / partial, "lora_r8_s0")
         save_record(_record("lora_r8_s0", rank=8), grid.output_dir)
         return subprocess.CompletedProcess(command, 0, "", "")
 
     grid.output_dir.mkdir()
-    monkeypatch.setattr(sweep_module.subprocess, "run", papermill)
-    assert sweep_module.execute(run, grid) == ("done", "")
+    monkeypatch.setattr(runner.subprocess, "run", papermill)
+    assert runner.execute(run, grid) == ("done", "")
     notebook = nbformat.read(grid.output_dir / "lora_r8_s0.ipynb", as_version=4)
     assert notebook.cells[0].source.startswith("# lora_r8_s0: LoRA r=8")
     assert not list(grid.output_dir.glob(".*.partial"))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from lora_lib.study import stats as study_stats
 from lora_lib.study.stats import mcnemar, paired_bootstrap, rank_slope, rank_trend, t_interval, welch_interval
 
 T_975_2 = 4.302652729749464  # t-table: the 97.5% quantile with 2 degrees of freedom
@@ -186,3 +187,51 @@ def test_rank_slope_carries_the_seeds_spread():
 def test_rank_slope_names_the_rank_whose_sentences_differ():
     with pytest.raises(ValueError, match="rank 4"):
         rank_slope([1, 4], [wrong_first([10, 10]), wrong_first([10, 10], sentences=150)])
+
+
+def test_the_crossed_interval_counts_each_variance_component_once():
+    # Independent cells (no seed or sentence effect): the mean of S x n Bernoulli(p) has variance
+    # p (1 - p) / (S n). The crossed interval's standard error recovers it; the sentence term
+    # carries it all (var_i of the seed-averaged correctness is p (1 - p) / S).
+    rng = np.random.default_rng(0)
+    seeds, n, p = 5, 4000, 0.8
+    a = (rng.random((seeds, n)) < p).astype(float)
+    result = study_stats.crossed_interval(a)
+    assert result.se == pytest.approx(np.sqrt(p * (1 - p) / (seeds * n)) * 100, rel=0.05)
+    assert result.interval.low < a.mean() * 100 < result.interval.high
+
+
+def test_a_seed_main_effect_widens_the_interval_and_takes_the_few_seeds_degrees_of_freedom():
+    rng = np.random.default_rng(1)
+    shift = np.array([-0.06, -0.03, 0.0, 0.03, 0.06])[:, None]  # each seed moves every sentence
+    a = (rng.random((5, 872)) < 0.85 + shift).astype(float)
+    b = (rng.random((5, 872)) < 0.85).astype(float)
+    plain, seeded = study_stats.crossed_interval(b), study_stats.crossed_interval(a)
+    assert seeded.seed_variance > 10 * max(plain.seed_variance, 1e-9)
+    assert seeded.se > plain.se and 4 <= seeded.dof < 10 < plain.dof
+
+
+def test_the_crossed_interval_refuses_arrays_over_different_sentences():
+    with pytest.raises(ValueError) as err:
+        study_stats.crossed_interval(np.ones((3, 10)), np.ones((3, 11)))
+    assert "correct_b" in str(err.value)
+
+
+def test_the_sign_flip_test_counts_a_sentence_once_however_many_seeds_agree_on_it():
+    rng = np.random.default_rng(2)
+    base = (rng.random((1, 500)) < 0.8).astype(float)
+    flips = np.zeros((1, 500))
+    flips[0, :12] = 1  # twelve sentences only A gets right ...
+    a, b = np.maximum(base, flips), base * (1 - flips)
+    # ... with five identical seeds, pooled McNemar sees 60 discordant pairs; the sentences are 12.
+    a5, b5 = np.repeat(a, 5, axis=0), np.repeat(b, 5, axis=0)
+    assert study_stats.mcnemar(a5, b5).p_value < 1e-15
+    p = study_stats.sign_flip_test(a5, b5, rounds=20_000)
+    assert p == pytest.approx(2 * 0.5**12, abs=2e-3)  # all twelve signs alike: 2 / 4096
+    assert study_stats.sign_flip_test(b5, b5) == 1.0
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order_given():
+    adjusted = study_stats.holm([0.01, 0.04, 0.03, 0.5])
+    assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert study_stats.holm([0.2]).tolist() == [0.2]

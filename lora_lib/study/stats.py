@@ -5,7 +5,15 @@
 - ``paired_bootstrap``: the difference of two configurations on the same sentences,
   resampling seeds and sentences together, so that the interval carries both the seeds'
   spread and the evaluation split's own sampling error.
-- ``mcnemar``: whether two configurations err on different sentences, on pooled predictions.
+- ``crossed_interval``: a configuration's accuracy, or the difference of two on the same
+  sentences, with the interval that the crossed seeds x sentences design calls for: variance
+  components by the method of moments, each counted once, and a t-quantile whose degrees of
+  freedom (Satterthwaite) are few where the seeds' spread dominates.
+- ``sign_flip_test``: a paired test clustered by sentence, for the same comparison.
+- ``holm``: Holm's step-down adjustment of a family of p-values.
+- ``mcnemar``: whether two configurations err on different sentences, on pooled predictions
+  (it treats every seed pair as independent, which the crossed design is not: kept to read
+  the second study's tables, superseded by ``sign_flip_test``).
 - ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
 - ``rank_slope``: the same slope with the bootstrap interval over seeds and sentences.
 
@@ -184,3 +192,118 @@ def rank_slope(ranks, correct, rounds: int = 10_000, seed: int = 0, confidence: 
     low, high = np.percentile(means @ weights * 100, [tail, 100 - tail])
     estimate = np.array([a.mean() for a in arrays]) @ weights * 100
     return Interval(float(estimate), float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Crossed:
+    """An accuracy or a difference in points, with its interval from the crossed design: the
+    standard error, the t-quantile's degrees of freedom, and the variance that the seeds and
+    the sentences each contribute to the estimate (points squared)."""
+
+    interval: Interval
+    se: float
+    dof: float
+    seed_variance: float
+    sentence_variance: float
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of the estimate against 0 (for a difference: no difference)."""
+        if self.se == 0:
+            return 0.0 if self.interval.estimate else 1.0
+        return float(2 * stats.t.sf(abs(self.interval.estimate) / self.se, self.dof))
+
+
+def _seed_component(correct: np.ndarray) -> tuple[float, float]:
+    """The seed main effect's share of the variance of the mean of a seeds x sentences array,
+    by the method of moments (two-way ANOVA without replication), truncated at zero, and its
+    mean square's degrees of freedom.
+
+    ``MS_seed = n * var(seed means)`` estimates ``sigma_e^2 + n sigma_seed^2`` and ``MS_error``
+    (the interaction) estimates ``sigma_e^2``, so ``sigma_seed^2 / S = (MS_seed - MS_error) / (n S)``.
+    """
+    seeds, n = correct.shape
+    if seeds < 2:
+        return 0.0, 1.0
+    seed_means, sentence_means = correct.mean(axis=1), correct.mean(axis=0)
+    ms_seed = n * seed_means.var(ddof=1)
+    residual = correct - seed_means[:, None] - sentence_means[None, :] + correct.mean()
+    ms_error = (residual**2).sum() / ((seeds - 1) * (n - 1))
+    return max(0.0, (ms_seed - ms_error) / (n * seeds)), float(seeds - 1)
+
+
+def crossed_interval(correct_a, correct_b=None, confidence: float = CONFIDENCE) -> Crossed:
+    """Accuracy of A (or A minus B on the same sentences), in points, with its interval.
+
+    ``correct_a`` (and ``correct_b``) are seeds x sentences arrays of 0/1. Each configuration's
+    correctness is ``mu + seed_s + sentence_i + interaction_si``: the seeds and the sentences
+    are crossed, and resampling both (the "pigeonhole" bootstrap) counts the interaction about
+    three times (Owen 2007). Here each part is counted once. For the mean of ``d_i``, the
+    per-sentence difference of the seed-averaged correctness (A's alone for an accuracy):
+
+        Var = sigma_seed,A^2 / S_A + sigma_seed,B^2 / S_B + var_i(d_i) / n
+
+    where ``var_i(d_i)`` carries the sentences' effect and the interaction, and each seed
+    component comes from its own array (``_seed_component``). The seeds of A and B are taken as
+    independent runs. The interval is the estimate +- t * sqrt(Var), with Satterthwaite's
+    degrees of freedom: S - 1 for a seed term, n - 1 for the sentence term, so that five seeds
+    whose spread dominates get the t-quantile of four degrees of freedom.
+    """
+    a = np.asarray(correct_a, dtype=float)
+    b = None if correct_b is None else np.asarray(correct_b, dtype=float)
+    if a.ndim != 2 or (b is not None and (b.ndim != 2 or b.shape[1] != a.shape[1])):
+        raise ValueError(
+            "correct_a and correct_b must be seeds x sentences arrays over the same sentences, got shapes "
+            f"{a.shape} and {None if b is None else b.shape}"
+        )
+    d = a.mean(axis=0) - (0.0 if b is None else b.mean(axis=0))
+    n = len(d)
+    terms = [_seed_component(a)] + ([] if b is None else [_seed_component(b)])
+    sentence_term = d.var(ddof=1) / n
+    variance = sum(t for t, _ in terms) + sentence_term
+    pieces = [(t, dof) for t, dof in terms if t > 0] + [(sentence_term, n - 1.0)]
+    dof = variance**2 / sum(t**2 / k for t, k in pieces) if variance > 0 else float(n - 1)
+    se = float(np.sqrt(variance)) * 100
+    half = float(stats.t.ppf((1 + confidence) / 2, dof)) * se
+    estimate = float(d.mean()) * 100
+    return Crossed(
+        Interval(estimate, estimate - half, estimate + half),
+        se,
+        float(dof),
+        float(sum(t for t, _ in terms)) * 1e4,
+        float(sentence_term) * 1e4,
+    )
+
+
+def sign_flip_test(correct_a, correct_b, rounds: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value that A and B are equally accurate, clustered by sentence.
+
+    Each sentence's difference of seed-averaged correctness ``d_i`` is one unit: under the null
+    that A and B are exchangeable on every sentence, each ``d_i`` is as likely to carry either
+    sign, so the test flips the signs of all of them at random and counts how often the sum is at
+    least as far from 0 as the one observed. A sentence that one configuration gets right and the
+    other wrong for every seed counts once, not once per seed pair (as pooled McNemar counts it).
+    """
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"correct_a and correct_b must be seeds x the same sentences, got {a.shape} and {b.shape}")
+    d = a.mean(axis=0) - b.mean(axis=0)
+    d = d[d != 0]  # a sentence with no difference flips to itself
+    if not len(d):
+        return 1.0
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(d)))
+    extreme = np.abs(signs @ d) >= abs(d.sum()) - 1e-12
+    return float((extreme.sum() + 1) / (rounds + 1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the order given: the family's chance of any false
+    verdict stays at most the level at which an adjusted p-value is read."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for position, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - position) * p[index]))
+        adjusted[index] = running
+    return adjusted
