@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 
+pytestmark = pytest.mark.book  # reads the built book: CI's last lane, after the build
+
 REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
 PDF = BUILD / "latex" / "lora-tuning.pdf"
