@@ -14,12 +14,14 @@ from .merging import merge_adapters, unmerge_adapters
 from .models import load_model
 from .params import count_parameters
 from .registry import METHODS, apply_method, register
+from .variants import DoRALinear, loraplus_param_groups, pissa_init_
 
 __version__ = "0.3.0"
 
 __all__ = [
     "METHODS",
     "BottleneckAdapter",
+    "DoRALinear",
     "IA3Linear",
     "InjectedLayer",
     "LoRALinear",
@@ -30,7 +32,9 @@ __all__ = [
     "load_adapter",
     "load_adapter_state_dict",
     "load_model",
+    "loraplus_param_groups",
     "merge_adapters",
+    "pissa_init_",
     "register",
     "save_adapter",
     "unmerge_adapters",

@@ -31,7 +31,7 @@ def pdf():
     if not shutil.which("pdftotext") or not shutil.which("pdfinfo"):
         unavailable("poppler-utils is not installed: apt-get install poppler-utils")
     if not PDF.is_file():
-        unavailable("the PDF is not built: jupyter-book build book --builder pdflatex --toc _toc_pdf.yml")
+        unavailable('the PDF is not built: jupyter-book build book --builder pdflatex --toc "$PWD/book/_toc_pdf.yml"')
     return PDF
 
 

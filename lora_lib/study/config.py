@@ -67,8 +67,9 @@ class RunConfig(BaseModel):
         if self.lr is None:
             self.lr = study_rate(self.method, self.hparams)
         if self.run_id is None:
-            rank = self.hparams.get("rank", METHODS[self.method].defaults.get("rank"))
-            self.run_id = f"{self.method}{f'_r{rank}' if self.method == 'lora' else ''}_s{self.seed}"
+            defaults = METHODS[self.method].defaults
+            rank = f"_r{self.hparams.get('rank', defaults['rank'])}" if "rank" in defaults else ""
+            self.run_id = f"{self.method}{rank}_s{self.seed}"
         return self
 
     # --- the flat form: notebook parameters and grid keys ------------------------------------
