@@ -205,3 +205,20 @@ def test_epochs_evaluate_after_each_epoch_and_the_last_is_final(sst2_dir, tmp_pa
     assert [(e["step"], e["epoch"]) for e in evals] == [(4, 1.0), (8, 2.0)]
     assert record.metrics.dev_accuracy == evals[-1]["accuracy"] and record.metrics.dev_loss == evals[-1]["loss"]
     assert record.cost.train_examples == 2 * 64
+
+
+def test_a_loraplus_run_trains_b_at_its_ratio_and_names_its_rate(sst2_dir, tmp_path, monkeypatch):
+    seen = {}
+    create = train_module._MeasuredTrainer.create_optimizer
+
+    def spy(self, model=None):
+        optimizer = create(self, model)
+        seen["rates"] = sorted({group["lr"] for group in optimizer.param_groups})
+        return optimizer
+
+    monkeypatch.setattr(train_module._MeasuredTrainer, "create_optimizer", spy)
+    record, _ = train(tiny_config(tmp_path, loraplus_ratio=16, data_dir=sst2_dir))
+    assert seen["rates"] == [1e-3, 1.6e-2] and record.config.loraplus_ratio == 16
+    with pytest.raises(ValueError) as err:  # the study searched no rate for LoRA+: lr must be said
+        RunConfig(method="lora", loraplus_ratio=16)
+    assert "lr" in str(err.value) and "loraplus_ratio" in str(err.value)

@@ -38,6 +38,8 @@ class RunConfig(BaseModel):
     # None: the rate the study chose for this method and configuration (lora_lib.study.rates).
     lr: float | None = Field(None, gt=0)
     epochs: float = Field(1.5, gt=0)  # the study's schedule: 1.5 epochs over SST-2's training set
+    # LoRA+ (lora_lib.variants.loraplus_param_groups): B learns at this multiple of lr; None: at lr.
+    loraplus_ratio: float | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stops after this many steps instead of after `epochs`
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
@@ -64,6 +66,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         check_method(self.method, self.hparams)
+        if self.lr is None and self.loraplus_ratio is not None:
+            raise ValueError("the study chose no learning rate for LoRA+ (loraplus_ratio): pass lr, A's rate")
         if self.lr is None:
             self.lr = study_rate(self.method, self.hparams)
         if self.run_id is None:

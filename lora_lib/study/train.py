@@ -23,6 +23,7 @@ from lora_lib import METHODS, apply_method, count_parameters, load_model, save_a
 from lora_lib.analysis import query_value_weights, update_singular_values
 from lora_lib.models import resolve_head
 from lora_lib.params import decay_parameter_names
+from lora_lib.variants import loraplus_param_groups
 
 from .config import RunConfig
 from .data import PadPerBatch, evaluation_split, load_sst2, subsample, tokenize
@@ -102,8 +103,18 @@ class _MeasuredTrainer(Trainer):
     train_examples = 0
     train_tokens = 0
 
+    loraplus_ratio: float | None = None  # LoRA+: B's rate over A's
+
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model)
+
+    def create_optimizer(self, model=None):
+        if self.loraplus_ratio is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+        groups = loraplus_param_groups(self.model, self.args.learning_rate, self.loraplus_ratio, self.args.weight_decay)
+        self.optimizer = optimizer_cls(groups, **kwargs)
+        return self.optimizer
 
     def _get_eval_sampler(self, eval_dataset):
         # transformers 5 groups evaluation batches by length too, in an order set by the seed;
@@ -207,6 +218,7 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
             compute_metrics=accuracy,
             callbacks=[history],
         )
+        trainer.loraplus_ratio = config.loraplus_ratio
         # Measure the training's memory, not the data preparation's (the same for every method).
         gc.collect()
         peak_window = "training" if reset_peak_rss() else "process"
