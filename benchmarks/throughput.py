@@ -65,7 +65,16 @@ class Row:
     compiled: bool = False  # torch.compile(dynamic=False) on the bucketed shapes
 
 
-def training_rows(bf16: bool, compile_rows: bool, multiple: int) -> dict[str, Row]:
+# LoRA's successors, ours and PEFT's, at LoRA's rank and targets: name -> (our method, PEFT's LoraConfig options).
+# LoRA+ changes only the optimizer's groups, not the step, so its speed is LoRA's.
+VARIANTS = {
+    "rslora": ("lora", {"use_rslora": True}),
+    "dora": ("dora", {"use_dora": True}),
+    "pissa": ("pissa", {"init_lora_weights": "pissa"}),
+}
+
+
+def training_rows(bf16: bool, compile_rows: bool, multiple: int, variants: bool = False) -> dict[str, Row]:
     rows = {
         "ours_lora": Row("ours_lora"),
         "peft_lora": Row("peft_lora"),
@@ -85,6 +94,8 @@ def training_rows(bf16: bool, compile_rows: bool, multiple: int) -> dict[str, Ro
             "full_bf16": Row("full", "bf16"),
             "bitfit_bf16": Row("bitfit", "bf16"),
         }
+    if variants:
+        rows |= {f"{side}_{name}": Row(f"{side}_{name}") for name in VARIANTS for side in ("ours", "peft")}
     if compile_rows:
         precision = "bf16" if bf16 else "fp32"
         name = f"ours_lora{'_bf16' if bf16 else ''}_pad{multiple}"
@@ -116,6 +127,12 @@ def ratio_definitions(bf16: bool, multiple: int) -> dict[str, tuple[str, str]]:
             "bf16_vs_fp32_lora_train_speed": ("ours_lora_bf16", "ours_lora"),
             "bf16_vs_fp32_full_train_speed": ("full_bf16", "full"),
             "ours_lora_vs_bitfit_bf16_train_speed": ("ours_lora_bf16", "bitfit_bf16"),
+        }
+    for name in VARIANTS:
+        ratios |= {
+            f"ours_vs_peft_{name}_train_speed": (f"ours_{name}", f"peft_{name}"),
+            f"ours_{name}_vs_ours_lora_train_speed": (f"ours_{name}", "ours_lora"),
+            f"peft_{name}_vs_peft_lora_train_speed": (f"peft_{name}", "peft_lora"),
         }
     eager = "ours_lora_bf16" if bf16 else "ours_lora"
     bucketed = f"{eager}_pad{multiple}"
@@ -166,7 +183,7 @@ def pad_to_multiple(batch, multiple: int, pad_id: int) -> dict:
     return {k: torch.nn.functional.pad(v, (0, extra), value=fill[k]) if k in fill else v for k, v in batch.items()}
 
 
-def peft_lora(model):
+def peft_lora(model, **options):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -175,18 +192,22 @@ def peft_lora(model):
         target_modules=list(LORA["targets"]),
         lora_dropout=0.0,
         modules_to_save=["classifier"],
+        **options,
     )
     return get_peft_model(model, config)
 
 
 def build(variant: str, base):
-    """The model that a row trains: ours or PEFT's LoRA, full fine-tuning, or BitFit."""
+    """The model that a row trains: ours or PEFT's LoRA (or one of its successors), full
+    fine-tuning, or BitFit."""
     model = copy.deepcopy(base)
-    if variant.startswith("peft"):
-        return peft_lora(model)
+    side, _, name = variant.partition("_")
+    method, peft_options = VARIANTS.get(name, ("lora", {}))
+    if side == "peft":
+        return peft_lora(model, **peft_options)
     if variant.startswith(("full", "bitfit")):
         return apply_method(model, variant.split("_")[0])
-    return apply_method(model, "lora", **LORA)
+    return apply_method(model, method, **LORA, **({"use_rslora": True} if name == "rslora" else {}))
 
 
 def make_optimizer(model, adamw: str = "default") -> torch.optim.Optimizer:
@@ -332,6 +353,9 @@ def main(argv=None):
         help="add the bucketed-padding rows, eager and under torch.compile (minutes of warm-up)",
     )
     parser.add_argument("--pad-multiple", type=int, default=16, help="the bucket size of the --compile rows")
+    parser.add_argument(
+        "--variants", action="store_true", help="add rsLoRA, DoRA and PiSSA rows, ours and PEFT's (lora_lib.variants)"
+    )
     parser.add_argument("--peak-size", type=int, default=2048, help="the square matmul that measures the peak")
     parser.add_argument("--peak-repeats", type=int, default=5, help="products per round; the best counts")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory rows (fresh processes)")
@@ -342,7 +366,7 @@ def main(argv=None):
         return peak_memory_child(args.memory_child, args.steps, args.model)
 
     bf16 = bf16_supported("cpu")
-    rows = training_rows(bf16, args.compile, args.pad_multiple)
+    rows = training_rows(bf16, args.compile, args.pad_multiple, args.variants)
     if args.list_rows:
         for name, row in rows.items():
             print(f"{name:<32}{row}")
@@ -432,7 +456,11 @@ def main(argv=None):
     inference = {k: statistics.median(v) for k, v in inference_rounds.items()}
 
     memory = {}
-    memory_rows = [row for row in ["ours_lora", "peft_lora", "full"] if row in rows]
+    memory_rows = [
+        row
+        for row in ["ours_lora", "peft_lora", "full", *(f"{s}_{v}" for v in VARIANTS for s in ("ours", "peft"))]
+        if row in rows
+    ]
     if not args.no_memory and memory_rows:
         print("peak memory: one fresh process per row", flush=True)
         memory = {row: peak_memory(row, args.steps, args.model) for row in memory_rows}

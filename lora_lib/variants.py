@@ -1,12 +1,13 @@
 """LoRA's successors, each a small change to ``LoRALinear``.
 
-- rsLoRA (Kalajdzievski 2023) is ``LoRALinear(use_rslora=True)``: the update is scaled by
-  ``alpha / sqrt(r)`` instead of ``alpha / r``.
-- DoRA (Liu et al. 2024), ``DoRALinear``: a learned magnitude per output row times the direction
-  of ``W0 + s B A``.
-- PiSSA (Meng et al. 2024), ``pissa_init_``: ``B`` and ``A`` start as ``W0``'s top-r singular
-  directions, and the frozen weight keeps only the residual.
-- LoRA+ (Hayou et al. 2024), ``loraplus_param_groups``: ``B`` learns at a multiple of ``A``'s rate.
+- rsLoRA (Kalajdzievski 2023) is ``LoRALinear(use_rslora=True)``: the update is
+  scaled by ``alpha / sqrt(r)`` instead of ``alpha / r``.
+- DoRA (Liu et al. 2024), ``DoRALinear``: a learned magnitude per output row times
+  the direction of ``W0 + s B A``.
+- PiSSA (Meng et al. 2024), ``pissa_init_``: ``B`` and ``A`` start as ``W0``'s top-r
+  singular directions, and the frozen weight keeps only the residual.
+- LoRA+ (Hayou et al. 2024), ``loraplus_param_groups``: ``B`` learns at a multiple
+  of ``A``'s rate.
 """
 
 from __future__ import annotations
@@ -22,21 +23,29 @@ from .lora import LoRALinear
 class DoRALinear(LoRALinear):
     """DoRA: ``m * (W0 + s B A) / ||W0 + s B A||``, the norm taken per output row.
 
-    The magnitude ``m`` (one per output feature) starts at the row norms of ``W0``, so a fresh
-    layer is its base layer. As the paper's section 4.3 (and PEFT) do, the norm is treated as a
-    constant in the backward pass: it follows ``B A``, but no gradient flows through it.
+    The magnitude ``m`` (one per output feature) starts at the row norms of ``W0``,
+    so a fresh layer is its base layer. As the paper's section 4.3 (and PEFT) do,
+    the norm is a constant to the backward pass: it follows ``B A``, but no
+    gradient flows through it.
     """
 
     def __init__(
-        self, base_layer: nn.Linear, rank: int = 8, alpha: float = 16, dropout: float = 0.0, use_rslora: bool = False
+        self,
+        base_layer: nn.Linear,
+        rank: int = 8,
+        alpha: float = 16,
+        dropout: float = 0.0,
+        use_rslora: bool = False,
     ):
         super().__init__(base_layer, rank, alpha, dropout, use_rslora)
-        self.magnitude = nn.Parameter(self.weight_norm().detach().to(self.lora_A.dtype))
-        self.merged_norm: torch.Tensor | None = None  # the norm merging divided by, for unmerging
+        norm = self.weight_norm().detach().to(self.lora_A.dtype)
+        self.magnitude = nn.Parameter(norm)
+        self.merged_norm: torch.Tensor | None = None  # what merging divided by
 
     def weight_norm(self) -> torch.Tensor:
         """``||W0 + s B A||`` of each output row."""
-        return torch.linalg.norm(widened(self.base_layer.weight) + self.delta_weight(), dim=1)
+        weight = widened(self.base_layer.weight) + self.delta_weight()
+        return torch.linalg.norm(weight, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
@@ -50,19 +59,20 @@ class DoRALinear(LoRALinear):
         else:
             w0x = F.linear(dropped, self.base_layer.weight)
         scale = (self.magnitude / self.weight_norm().detach()).to(result.dtype)
-        update = (dropped.to(self.lora_A.dtype) @ self.lora_A.T * self.scaling) @ self.lora_B.T
-        return result + (scale - 1) * w0x + scale * update.to(result.dtype)
+        down = dropped.to(self.lora_A.dtype) @ self.lora_A.T * self.scaling
+        update = (down @ self.lora_B.T).to(result.dtype)
+        return result + (scale - 1) * w0x + scale * update
 
     @torch.no_grad()
     def merge(self, safe: bool = False) -> None:
-        """``W0 <- m * (W0 + s B A) / ||W0 + s B A||``. Merging a merged layer does nothing."""
+        """``W0 <- m * (W0 + s B A) / ||W0 + s B A||``; a second merge does nothing."""
         if self.merged:
             return
-        weight = self.base_layer.weight
-        norm = self.weight_norm()
-        merged = ((self.magnitude / norm)[:, None] * (widened(weight) + self.delta_weight())).to(weight.dtype)
+        weight, norm = self.base_layer.weight, self.weight_norm()
+        scale = (self.magnitude / norm)[:, None]
+        merged = (scale * (widened(weight) + self.delta_weight())).to(weight.dtype)
         if safe and not torch.isfinite(merged).all():
-            raise ValueError("the DoRA update holds NaN or inf; the base weight was left unchanged")
+            raise ValueError("the DoRA update holds NaN or inf; the base weight is unchanged")
         weight.copy_(merged)
         self.merged_norm, self.merged = norm, True
 
@@ -72,20 +82,21 @@ class DoRALinear(LoRALinear):
         if not self.merged:
             return
         weight = self.base_layer.weight
-        original = widened(weight) * (self.merged_norm / self.magnitude)[:, None] - self.delta_weight()
-        weight.copy_(original.to(weight.dtype))
+        scale = (self.merged_norm / self.magnitude)[:, None]
+        weight.copy_((widened(weight) * scale - self.delta_weight()).to(weight.dtype))
         self.merged_norm, self.merged = None, False
 
 
 @torch.no_grad()
 def pissa_init_(layer: LoRALinear) -> LoRALinear:
-    """PiSSA: start ``B A`` from ``W0``'s top-r singular triplets and freeze only the residual.
+    """PiSSA: start ``B A`` at ``W0``'s top-r singular triplets, freeze the residual.
 
-    With ``W0 = U S V^T``: ``A = sqrt(S_r / s) V_r^T``, ``B = U_r sqrt(S_r / s)``, so that
-    ``s B A = U_r S_r V_r^T``, and ``W0`` becomes ``W0 - s B A``. The layer's output is unchanged
-    (up to rounding), and training starts in the weight's principal directions. The residual
-    is a function of ``W0`` alone, so an adapter file needs nothing more: loading it redoes this
-    on the pretrained weight, then copies the trained ``A`` and ``B`` in.
+    With ``W0 = U S V^T``: ``A = sqrt(S_r / s) V_r^T`` and ``B = U_r sqrt(S_r / s)``,
+    so that ``s B A = U_r S_r V_r^T``, and ``W0`` becomes ``W0 - s B A``. The output
+    is unchanged (up to rounding), and training starts in the weight's principal
+    directions. The residual is a function of ``W0`` alone, so an adapter file needs
+    nothing more: loading one redoes this on the pretrained weight, then copies the
+    trained ``A`` and ``B`` in.
     """
     weight = layer.base_layer.weight
     u, s, vh = torch.linalg.svd(widened(weight), full_matrices=False)
@@ -96,22 +107,31 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
     return layer
 
 
-def loraplus_param_groups(model: nn.Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0) -> list[dict]:
-    """Optimizer parameter groups for LoRA+: every LoRA ``B`` at ``ratio * lr``, the rest at ``lr``.
+def loraplus_param_groups(
+    model: nn.Module,
+    lr: float,
+    ratio: float = 16.0,
+    weight_decay: float = 0.0,
+) -> list[dict]:
+    """LoRA+'s optimizer groups: every LoRA ``B`` at ``ratio * lr``, the rest at ``lr``.
 
-    For any torch optimizer: ``torch.optim.AdamW(loraplus_param_groups(model, 1e-3), lr=1e-3)``.
-    Weight decay applies to matrices only (never to biases, LayerNorms or vectors). PEFT's
-    ``create_loraplus_optimizer`` also moves every vector (biases, the head's bias, DoRA's
-    magnitude) to B's rate; here, as in the paper, only ``B`` is.
+    For any torch optimizer: ``AdamW(loraplus_param_groups(model, 1e-3))``. Weight
+    decay applies to matrices only (never to biases, LayerNorms or vectors). PEFT's
+    ``create_loraplus_optimizer`` also moves every vector (biases, the head's bias,
+    DoRA's magnitude) to B's rate; here, as in the paper, only ``B`` moves.
     """
     if not ratio >= 1:
         raise ValueError(f"ratio must be >= 1 (B's rate over A's), got {ratio!r}")
-    groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
+    groups = {(is_b, matrix): [] for is_b in (True, False) for matrix in (True, False)}
     for name, param in model.named_parameters():
         if param.requires_grad:
             groups[name.endswith("lora_B"), param.ndim >= 2].append(param)
     return [
-        {"params": params, "lr": lr * ratio if is_b else lr, "weight_decay": weight_decay if decays else 0.0}
-        for (is_b, decays), params in groups.items()
+        {
+            "params": params,
+            "lr": lr * ratio if is_b else lr,
+            "weight_decay": weight_decay if matrix else 0.0,
+        }
+        for (is_b, matrix), params in groups.items()
         if params
     ]

@@ -29,8 +29,12 @@ def test_default_model_is_the_packaged_minilm():
         12,
         1536,
     )
-    # 22.7M in the encoder and pooler, plus a 2-label head of 2 * 384 + 2.
-    assert count_parameters(model)["total"] == 22_713_216 + 770
+    # 22.7M in the encoder and its pooler (384 * 384 + 384), plus a 2-label head of 2 * 384 + 2. The
+    # default head reads the mean of the token states, so the model has no pooler at all.
+    assert model.head_kind == "mean" and model.bert.pooler is None
+    assert count_parameters(model)["total"] == 22_713_216 - (384 * 384 + 384) + 770
+    with_pooler, _ = load_model(head="frozen-pooler")
+    assert count_parameters(with_pooler)["total"] == 22_713_216 + 770
     assert tokenizer("don't")["input_ids"] == [101, 2123, 1005, 1056, 102]
 
 
