@@ -94,7 +94,7 @@ def from_adapter(path: str | Path) -> tuple[nn.Module, object]:
 
     ``model, tokenizer = from_adapter("executed/lora_r8_s0.safetensors")``
     """
-    metadata, _ = read_adapter(path)
+    metadata, state = read_adapter(path)
     name = metadata.get("model") or None
     if name == TINY_RANDOM:
         raise ValueError(
@@ -103,7 +103,7 @@ def from_adapter(path: str | Path) -> tuple[nn.Module, object]:
         )
     # A file that names no head is the first study's, which read the frozen pooler.
     model, tokenizer = load_model(name, head=metadata.get("head") or "frozen-pooler")
-    return load_adapter(model, path), tokenizer
+    return _load_into(model, path, metadata, state), tokenizer
 
 
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
@@ -112,7 +112,11 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     A model with no method applied gets the file's method applied first (as PEFT's
     ``PeftModel.from_pretrained`` does); a model with another method applied is an error.
     """
-    metadata, state = read_adapter(path)
+    return _load_into(model, path, *read_adapter(path))
+
+
+def _load_into(model: nn.Module, path, metadata: dict, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``load_adapter`` on a file already read (``path`` only names it in errors)."""
     saved = json.loads(metadata["applied_method"])
     head, model_head = metadata.get("head") or None, getattr(model, "head_kind", None)
     if head and model_head and head != model_head:

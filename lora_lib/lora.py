@@ -80,14 +80,17 @@ class LoRALinear(InjectedLayer):
         """The update ``(alpha / r) B A`` as a full out x in matrix."""
         return self.scaling * (self.lora_B @ self.lora_A)
 
+    def lora_path(self, x: torch.Tensor) -> torch.Tensor:
+        """``(alpha / r) B A x``, in the dtype of ``A`` and ``B``."""
+        # Scaling the r-wide intermediate costs r / out_features of scaling the output.
+        return (x.to(self.lora_A.dtype) @ self.lora_A.T * self.scaling) @ self.lora_B.T
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             self.check_not_training_merged()
             return self.base_layer(x)
         result = self.base_layer(x)
-        # Scaling the r-wide intermediate costs r / out_features of scaling the output.
-        update = (self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T * self.scaling) @ self.lora_B.T
-        return result + update.to(result.dtype)
+        return result + self.lora_path(self.dropout(x)).to(result.dtype)
 
     @torch.no_grad()
     def merge(self, safe: bool = False) -> None:

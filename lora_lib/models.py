@@ -120,9 +120,7 @@ def load_model(
     if num_labels < 2:
         raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
     tokenizer = load_tokenizer(name)
-    source = None if name == TINY_RANDOM else default_model_path() if name is None else name
-    head = resolve_head(head, source)
-    cls = MeanPoolingBertClassifier if head == "mean" else BertForSequenceClassification
+    source, head, cls = _source_head_class(name, head)
     if name == TINY_RANDOM:
         model = cls(BertConfig(vocab_size=tokenizer.vocab_size, num_labels=num_labels, **TINY_CONFIG))
     else:
@@ -145,16 +143,21 @@ def model_skeleton(name: str | None = None, num_labels: int = 2, head: str = "me
     and shapes without weights, built in milliseconds from the model's config alone. Applying a
     method to it checks the method's hyperparameters against the real model (a rank too large,
     a target that matches nothing) without loading a weight."""
+    source, head, cls = _source_head_class(name, head)
     if name == TINY_RANDOM:
         config = BertConfig(vocab_size=load_tokenizer(name).vocab_size, num_labels=num_labels, **TINY_CONFIG)
-        source = None
     else:
-        source = default_model_path() if name is None else name
         config = _from_pretrained(BertConfig, source, num_labels=num_labels)
-    head = resolve_head(head, source)
-    cls = MeanPoolingBertClassifier if head == "mean" else BertForSequenceClassification
     with torch.device("meta"):
         return _labelled(cls(config), name, head)
+
+
+def _source_head_class(name: str | None, head: str):
+    """Where ``name``'s checkpoint is (None for the tiny random model), the head that ``head``
+    means for it, and the classifier class that reads it."""
+    source = None if name == TINY_RANDOM else default_model_path() if name is None else name
+    head = resolve_head(head, source)
+    return source, head, MeanPoolingBertClassifier if head == "mean" else BertForSequenceClassification
 
 
 def _labelled(model, name: str | None, head: str):

@@ -59,8 +59,7 @@ class DoRALinear(LoRALinear):
         else:
             w0x = F.linear(dropped, self.base_layer.weight)
         scale = (self.magnitude / self.weight_norm().detach()).to(result.dtype)
-        down = dropped.to(self.lora_A.dtype) @ self.lora_A.T * self.scaling
-        update = (down @ self.lora_B.T).to(result.dtype)
+        update = self.lora_path(dropped).to(result.dtype)
         return result + (scale - 1) * w0x + scale * update
 
     @torch.no_grad()
