@@ -162,7 +162,7 @@ def test_rank_slope_is_rank_trends_slope_and_carries_the_sentences():
     ranks = [1, 2, 4, 8]
     # every seed of a rank alike: rank r gets 20, 16, 12, 8 of 200 wrong, 2 points per doubling
     correct = [wrong_first([w] * 3) for w in (20, 16, 12, 8)]
-    slope = rank_slope(ranks, correct, rounds=2_000)
+    slope = rank_slope(ranks, correct)
     runs = [(r, c.mean(axis=1)) for r, c in zip(ranks, correct)]
     trend = rank_trend([r for r, accs in runs for _ in accs], [a for _, accs in runs for a in accs])
     assert slope.estimate == approx(trend.slope.estimate) == approx(2.0)
@@ -174,12 +174,11 @@ def test_rank_slope_is_rank_trends_slope_and_carries_the_sentences():
 def test_rank_slope_carries_the_seeds_spread():
     ranks = [1, 4, 16]
     # On 2,000 sentences the ranks disagree on few of them, and the seeds 4 to 12 points apart
-    # dominate. A seed's offset common to every rank would cancel (seed i is paired across
-    # ranks), so the highest rank's seeds run the other way.
+    # dominate; the highest rank's seeds run the other way.
     offsets = np.array([-120, -40, 40, 120])
     agree = [wrong_first([w] * 4, sentences=2000) for w in (200, 160, 120)]
     disagree = [wrong_first(w + sign * offsets, sentences=2000) for w, sign in ((200, 1), (160, 1), (120, -1))]
-    narrow, wide = rank_slope(ranks, agree, rounds=1_000), rank_slope(ranks, disagree, rounds=1_000)
+    narrow, wide = rank_slope(ranks, agree), rank_slope(ranks, disagree)
     assert narrow.estimate == approx(wide.estimate) == approx(1.0)  # 20 of 2,000 per doubling
     assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
 
@@ -235,3 +234,22 @@ def test_holm_adjusts_step_down_and_keeps_the_order_given():
     adjusted = study_stats.holm([0.01, 0.04, 0.03, 0.5])
     assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert study_stats.holm([0.2]).tolist() == [0.2]
+
+
+def test_a_contrast_of_two_is_the_crossed_difference_and_a_step_weighs_each_side():
+    rng = np.random.default_rng(3)
+    arrays = [(rng.random((5, 300)) < p).astype(float) for p in (0.80, 0.82, 0.86, 0.87)]
+    pair = study_stats.crossed_interval(arrays[2], arrays[0])
+    contrast = study_stats.crossed_contrast([arrays[2], arrays[0]], [1, -1])
+    assert contrast == pair
+    step = study_stats.crossed_contrast(arrays, [-0.5, -0.5, 0.5, 0.5])
+    means = [a.mean() * 100 for a in arrays]
+    assert step.interval.estimate == approx((means[2] + means[3] - means[0] - means[1]) / 2)
+    # each side is a mean of two: its seed terms weigh a quarter each
+    singles = [study_stats._seed_component(a)[0] for a in arrays]
+    assert step.seed_variance == approx(sum(singles) / 4 * 1e4)
+
+
+def test_a_contrast_names_the_array_over_other_sentences():
+    with pytest.raises(ValueError, match="array 1"):
+        study_stats.crossed_contrast([np.ones((3, 10)), np.ones((3, 11))], [1, -1])

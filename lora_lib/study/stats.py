@@ -3,8 +3,9 @@
 - ``t_interval``: a configuration's mean accuracy over seeds, with its t-interval.
 - ``welch_interval``: the difference of two configurations' means over seeds (no pairing).
 - ``paired_bootstrap``: the difference of two configurations on the same sentences,
-  resampling seeds and sentences together, so that the interval carries both the seeds'
-  spread and the evaluation split's own sampling error.
+  resampling seeds and sentences together (the "pigeonhole" bootstrap: it counts the seed x
+  sentence interaction about three times, so its intervals are too wide; the second study's
+  first look, kept beside ``crossed_interval`` to show what changed).
 - ``crossed_interval``: a configuration's accuracy, or the difference of two on the same
   sentences, with the interval that the crossed seeds x sentences design calls for: variance
   components by the method of moments, each counted once, and a t-quantile whose degrees of
@@ -15,7 +16,9 @@
   (it treats every seed pair as independent, which the crossed design is not: kept to read
   the second study's tables, superseded by ``sign_flip_test``).
 - ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
-- ``rank_slope``: the same slope with the bootstrap interval over seeds and sentences.
+- ``rank_slope``: the same slope with the crossed design's interval over seeds and sentences.
+- ``crossed_contrast``: any weighted sum of configurations (a difference, a step, a slope)
+  with the crossed design's interval.
 
 Accuracies are fractions (0 to 1) in, points (0 to 100) out.
 """
@@ -163,16 +166,14 @@ def rank_trend(ranks, accuracies, confidence: float = CONFIDENCE) -> RankTrend:
     )
 
 
-def rank_slope(ranks, correct, rounds: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+def rank_slope(ranks, correct, confidence: float = CONFIDENCE) -> Interval:
     """Accuracy's change per doubling of the rank, in points: the least-squares line through
-    each rank's mean accuracy against log2(rank), with its bootstrap interval over seeds and
-    sentences, which ``rank_trend``'s interval over the seeds alone leaves out.
+    each rank's mean accuracy against log2(rank), with the crossed design's interval over seeds
+    and sentences (``crossed_contrast`` with the line's weights), which ``rank_trend``'s
+    interval over the seeds alone leaves out.
 
     ``correct`` holds one seeds x sentences array of 0/1 per entry of ``ranks``, all over the
-    same sentences. Each round draws the sentences with replacement, the same draw for every
-    rank, and each rank's seeds: the same indices for every rank where all have as many seeds
-    (seed i stays paired across ranks, as in ``paired_bootstrap``). With as many seeds at every
-    rank the estimate is ``rank_trend``'s slope.
+    same sentences. With as many seeds at every rank the estimate is ``rank_trend``'s slope.
     """
     x = np.log2(np.asarray(ranks, dtype=float))
     arrays = [np.asarray(c, dtype=float) for c in correct]
@@ -187,11 +188,7 @@ def rank_slope(ranks, correct, rounds: int = 10_000, seed: int = 0, confidence: 
                 f"{arrays[0].shape[1]} sentences"
             )
     weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # slope = weights @ each rank's mean
-    means = _resampled_means(arrays, rounds, np.random.default_rng(seed))
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means @ weights * 100, [tail, 100 - tail])
-    estimate = np.array([a.mean() for a in arrays]) @ weights * 100
-    return Interval(float(estimate), float(low), float(high))
+    return crossed_contrast(arrays, weights, confidence).interval
 
 
 @dataclass(frozen=True)
@@ -247,7 +244,8 @@ def crossed_interval(correct_a, correct_b=None, confidence: float = CONFIDENCE) 
     component comes from its own array (``_seed_component``). The seeds of A and B are taken as
     independent runs. The interval is the estimate +- t * sqrt(Var), with Satterthwaite's
     degrees of freedom: S - 1 for a seed term, n - 1 for the sentence term, so that five seeds
-    whose spread dominates get the t-quantile of four degrees of freedom.
+    whose spread dominates get the t-quantile of four degrees of freedom. It is
+    ``crossed_contrast`` with the weights 1 and -1.
     """
     a = np.asarray(correct_a, dtype=float)
     b = None if correct_b is None else np.asarray(correct_b, dtype=float)
@@ -256,9 +254,31 @@ def crossed_interval(correct_a, correct_b=None, confidence: float = CONFIDENCE) 
             "correct_a and correct_b must be seeds x sentences arrays over the same sentences, got shapes "
             f"{a.shape} and {None if b is None else b.shape}"
         )
-    d = a.mean(axis=0) - (0.0 if b is None else b.mean(axis=0))
+    return crossed_contrast([a] if b is None else [a, b], [1.0] if b is None else [1.0, -1.0], confidence)
+
+
+def crossed_contrast(correct, weights, confidence: float = CONFIDENCE) -> Crossed:
+    """A weighted sum of configurations' accuracies, in points, with the crossed design's interval.
+
+    ``correct`` holds one seeds x sentences array of 0/1 per configuration, all over the same
+    sentences, and ``weights`` one weight each: ``[1, -1]`` is a difference, ``[-1/2, -1/2,
+    1/5, ...]`` the mean of some ranks against others, least-squares weights a slope. With
+    ``d_i = sum_k w_k * mean_s(correct_k)[s, i]``, the variance of its mean is
+    ``sum_k w_k^2 sigma_seed,k^2 / S_k + var_i(d_i) / n``: each configuration's seed main effect
+    once, and the sentences with every interaction once, as ``crossed_interval`` explains.
+    """
+    arrays = [np.asarray(c, dtype=float) for c in correct]
+    weights = np.asarray(weights, dtype=float)
+    if len(arrays) != len(weights) or not arrays:
+        raise ValueError(f"crossed_contrast needs one weight per array, got {len(arrays)} arrays and {len(weights)} weights")
+    for k, a in enumerate(arrays):
+        if a.ndim != 2 or a.shape[1] != arrays[0].shape[1]:
+            raise ValueError(
+                f"array {k} has shape {a.shape}: every array must be seeds x the same {arrays[0].shape[1]} sentences"
+            )
+    d = sum(w * a.mean(axis=0) for w, a in zip(weights, arrays))
     n = len(d)
-    terms = [_seed_component(a)] + ([] if b is None else [_seed_component(b)])
+    terms = [(w**2 * t, dof) for w, (t, dof) in zip(weights, map(_seed_component, arrays))]
     sentence_term = d.var(ddof=1) / n
     variance = sum(t for t, _ in terms) + sentence_term
     pieces = [(t, dof) for t, dof in terms if t > 0] + [(sentence_term, n - 1.0)]
