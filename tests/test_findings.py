@@ -246,31 +246,28 @@ def test_paired_findings_judge_each_claim_from_the_intervals_over_seeds_and_sent
     assert lora_line.startswith("The most accurate LoRA configuration under 1% trained, LoRA r=4 (0.200%)")
     assert "0.25 points below" in lora_line and "point below is met" in lora_line
     assert "LoRA r=8, the configuration named before the grid, is 1.00 points below" in lora_line
-    assert "over the 4 ranks" in rank_line and "helps" in rank_line
     assert others.startswith("The other methods: BitFit (0.100% trained) is 13.00 points below")
     assert "Houlsby" not in others and pending.endswith("Houlsby (2 of 5).")
 
 
 @pytest.mark.slow
-def test_the_rank_effect_carries_the_sentences_where_the_records_are_given():
-    from lora_lib.study.findings import lora_ranks, paired_findings
-    from lora_lib.study.paired import against_reference, correct, rank_slope
-    from lora_lib.study.stats import rank_slope as slope_of
+def test_the_rank_line_is_the_rank_answer_of_the_records_and_of_the_runs_at_one_rate():
+    from lora_lib.study.findings import paired_findings
+    from lora_lib.study.paired import against_reference
+    from lora_lib.study.ranks import rank_answer, rank_sentence
 
     table = against_reference(PAIRED_RECORDS, labels=LABELS)
     summary = summarize(results_table(PAIRED_RECORDS))
-    ranks = lora_ranks(summary, seeds=5)
-    by_hand = slope_of(
-        list(ranks["rank"]),
-        [correct([r for r in PAIRED_RECORDS if r.run_id in ids], LABELS) for ids in ranks["run_ids"]],
-    )
-    slope = rank_slope(PAIRED_RECORDS, ranks, labels=LABELS)
-    assert slope == by_hand and slope.low < slope.estimate < slope.high  # every seed agrees: only the sentences vary
-    rank_line = paired_findings(table, summary, 5, PAIRED_RECORDS, LABELS)[2]
-    assert f"{slope.estimate:+.2f} points per doubling" in rank_line
-    assert f"{slope.low:+.2f} to {slope.high:+.2f}" in rank_line
-    with pytest.raises(ValueError, match="lora_r8_s0"):
-        rank_slope([r for r in PAIRED_RECORDS if r.run_id != "lora_r8_s0"], ranks, labels=LABELS)
+    answer = rank_answer(PAIRED_RECORDS, None, 5, LABELS)
+    assert answer.ranks == (1, 4, 8, 64)
+    # r=8 errs on 3 more of 400 sentences than r=4: too few to resolve a step down
+    assert answer.steps[(4, 8)].estimate == pytest.approx(-0.75) and answer.down == ()
+    assert paired_findings(table, summary, 5, PAIRED_RECORDS, LABELS)[2] == rank_sentence(answer)
+    # a further rank at the grid's rate joins the series
+    further = predicting("lora", 128, 8, pct=5.0)
+    with_further = paired_findings(table, summary, 5, PAIRED_RECORDS, LABELS, rank_records=further)[2]
+    joined = rank_answer([*PAIRED_RECORDS, *further], 1e-3, 5, LABELS)
+    assert joined.ranks == (1, 4, 8, 64, 128) and with_further == rank_sentence(joined)
 
 
 @pytest.mark.slow
@@ -287,9 +284,13 @@ def test_the_report_sets_records_with_predictions_against_full_fine_tuning(tmp_p
     text = readme.read_text()
     assert "(report/differences.png)" in text and "interval over seeds and sentences" in text
     # LoRA r=8's seeds each err on 4 more of the same 400 sentences than full fine-tuning's: 1 point below
+    [header] = [line for line in text.splitlines() if line.startswith("| method |")]
     [row] = [line for line in text.splitlines() if line.startswith("| LoRA r=8 |")]
-    accuracy, difference, seeds = row.split(" | ")[1:4]
-    assert accuracy.startswith("97.00 (") and difference.startswith("-1.00 (") and seeds == "5"
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["accuracy (%)"].startswith("97.00 (") and cells["difference (points)"].startswith("-1.00 (")
+    assert cells["seeds"] == "5"
+    # four sentences carry the whole difference: the sign-flip test over them cannot go below 2 / 2^4
+    assert float(cells["p"]) == pytest.approx(2 / 16, abs=0.02)
     assert "- LoRA r=8, the configuration named before the grid" not in text  # a sentence, not a line
     assert "Houlsby (2 of 5)" in text
 

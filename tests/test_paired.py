@@ -35,8 +35,11 @@ def test_compare_by_hand():
     assert comparison.difference.estimate == pytest.approx(50.0)
     assert comparison.difference.low <= 50.0 <= comparison.difference.high
     assert comparison.seeds_only.estimate == pytest.approx(50.0) and comparison.seeds == (2, 2)
-    assert (comparison.mcnemar.only_a, comparison.mcnemar.only_b) == (8, 0)
-    assert comparison.mcnemar.p_value == pytest.approx(2 * 0.5**8)
+    # B gets each sentence right for one seed of two: all 8 per-sentence differences are +0.5,
+    # so the sign-flip test sees 8 signs alike (pooled McNemar would see 8 discordant pairs too)
+    assert comparison.p_value == pytest.approx(2 * 0.5**8, abs=3e-3)
+    # the crossed interval is narrower than the pigeonhole bootstrap's, which counts the interaction thrice
+    assert comparison.difference.high - comparison.difference.low < comparison.bootstrap.high - comparison.bootstrap.low
 
 
 def test_compare_refuses_what_cannot_be_paired():
@@ -90,7 +93,13 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
     seeds_only, both = table.loc["LoRA r=8", ["difference over seeds", "difference"]]
     assert seeds_only.low == seeds_only.high == pytest.approx(-12.5) and both.low < -12.5 < both.high
     assert table.loc["LoRA r=1", "difference"].estimate == pytest.approx(-50.0)
-    assert table.loc["LoRA r=8", "McNemar p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way
+    # one sentence, wrong for both seeds: one unit for the sign-flip test, which cannot resolve it
+    assert table.loc["LoRA r=8", "p"] == pytest.approx(1.0)
+    r1_p = table.loc["LoRA r=1", "p"]
+    assert r1_p == pytest.approx(2 * 0.5**4, abs=0.02)  # four sentences, every seed wrong on them
+    # Holm over the three comparisons with full fine-tuning: the smallest p times three
+    assert table.loc["LoRA r=1", "Holm p"] == pytest.approx(3 * r1_p)
+    assert table.loc["Full fine-tuning", "Holm p"] is None
     assert table.loc["LoRA r=16 on query", "accuracy over seeds"].estimate == pytest.approx(75.0)
     assert table["seeds"].tolist() == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="'Full fine-tuning'"):

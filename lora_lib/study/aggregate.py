@@ -60,7 +60,9 @@ def method_order(method: str) -> int:
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: accuracy mean and std over seeds, parameters, cost."""
+    """One row per configuration: accuracy mean and std over seeds, parameters, cost. The
+    training time is the median over the seeds: a run slowed by other work on the machine
+    moves a mean of five by a fifth of its delay, the median not at all."""
     if results.empty:
         raise ValueError("no records to summarize: run book/train.ipynb or the sweep first")
     rows = []
@@ -83,7 +85,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
                 "train_loss_tail": runs["train_loss_tail"].mean(),
                 "trainable": int(first["trainable"]),
                 "trainable_pct": first["trainable_pct"],
-                "train_minutes": runs["train_seconds"].mean() / 60,
+                "train_minutes": runs["train_seconds"].median() / 60,
                 "examples_per_second": runs["train_examples_per_second"].mean(),
                 "peak_rss_mb": runs["peak_rss_mb"].mean(),
             }

@@ -47,7 +47,8 @@ def population(correct_a: np.ndarray, correct_b: np.ndarray, seed_sd: float | No
 
 
 def _simulate(q, taus, seeds: int, rng) -> np.ndarray:
-    """One study: the sentences drawn from the population, ``seeds`` seeds a configuration; 2 x seeds x sentences of 0/1."""
+    """One study: the sentences drawn from the population, ``seeds`` seeds a configuration:
+    2 x seeds x sentences of 0/1."""
     sentences = rng.integers(0, q.shape[1], q.shape[1])
     shifts = rng.normal(0, taus[:, None], size=(2, seeds))
     p = expit(logit(q[:, sentences])[:, None, :] + shifts[:, :, None])
@@ -81,7 +82,10 @@ def coverage(correct_a, correct_b, interval=crossed, studies: int = 1000, seed_s
     for _ in range(studies):
         sim_a, sim_b = _simulate(q, taus, len(a), rng)
         accuracy, difference = interval(sim_a, None), interval(sim_a, sim_b)
-        hits += [accuracy.low <= accuracy_a <= accuracy.high, difference.low <= accuracy_a - accuracy_b <= difference.high]
+        hits += [
+            accuracy.low <= accuracy_a <= accuracy.high,
+            difference.low <= accuracy_a - accuracy_b <= difference.high,
+        ]
     return Coverage(float(hits[0] / studies), float(hits[1] / studies), studies)
 
 
@@ -103,7 +107,10 @@ def study_coverage(records, a: str = "LoRA r=8", b: str = "Full fine-tuning", st
     labels = evaluation_labels(named[b][0].config)
     arrays = correct(named[a], labels), correct(named[b], labels)
     return {
-        spread: {"crossed": coverage(*arrays, crossed, studies, sd), "pigeonhole": coverage(*arrays, pigeonhole, 100, sd, seed=1)}
+        spread: {
+            "crossed": coverage(*arrays, crossed, studies, sd),
+            "pigeonhole": coverage(*arrays, pigeonhole, 100, sd, seed=1),
+        }
         for spread, sd in SPREADS.items()
     }
 

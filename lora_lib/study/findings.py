@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import label_of
-from .paired import rank_slope
+from .ranks import rank_answer, rank_sentence
 from .stats import Interval, rank_trend, t_interval, welch_interval
 
 # The study's targets: SST-2 validation accuracy, judged from 95% intervals, over seeds and
@@ -184,7 +184,12 @@ def _gap(interval: Interval) -> str:
 
 
 def paired_findings(
-    table: pd.DataFrame, summary: pd.DataFrame, seeds: int, records: list | None = None, labels=None
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    seeds: int,
+    records: list | None = None,
+    labels=None,
+    rank_records: list | None = None,
 ) -> list[str]:
     """The study's key findings as sentences, from ``paired.against_reference``'s ``table`` (each
     configuration against full fine-tuning, on the same sentences) and ``summarize``'s
@@ -192,8 +197,10 @@ def paired_findings(
 
     Every claim is judged from a 95% interval over seeds and sentences (met, missed or not
     resolved); the rank's effect too where the ``records`` themselves are given (their gold
-    ``labels`` read from the data unless given), else over the seeds alone. Only configurations
-    with ``seeds`` runs count; the others are named instead.
+    ``labels`` read from the data unless given: ``ranks.rank_answer``), else over the seeds alone.
+    With ``rank_records`` (runs of further ranks at one rate, ``studies/v2/rank_rate.yml``), the
+    rank series is the grid's ranks at that rate and those runs: the rank at one rate. Only
+    configurations with ``seeds`` runs count; the others are named instead.
     """
     done = table[table["seeds"] >= seeds]
     short = table[table["seeds"] < seeds]
@@ -221,7 +228,14 @@ def paired_findings(
             lines.append(line)
     ranks = lora_ranks(summary, seeds)
     if ranks["rank"].nunique() > 2:
-        lines.append(rank_effect(ranks, rank_slope(records, ranks, labels=labels) if records else None))
+        if records:
+            rates = sorted({r.config.lr for r in rank_records or []})
+            if len(rates) > 1:
+                raise ValueError(f"rank_records trained at {len(rates)} rates {rates}: pass the runs of one rate")
+            series = [*records, *(rank_records or [])]
+            lines.append(rank_sentence(rank_answer(series, rates[0] if rates else None, seeds, labels)))
+        else:
+            lines.append(rank_effect(ranks))
     if (~done["method"].isin(["full", "lora"])).any() and "Full fine-tuning" in done.index:
         lines.append(other_methods(done))
     if not short.empty:
@@ -239,8 +253,9 @@ def lora_ranks(summary: pd.DataFrame, seeds: int) -> pd.DataFrame:
 def rank_effect(ranks: pd.DataFrame, slope: Interval | None = None) -> str:
     """The rank's effect, as a sentence, from ``summarize``'s rows of LoRA at several ranks on the
     same weights (``lora_ranks``): accuracy per doubling of r with its interval over the seeds
-    and the ANOVA, and where given, ``slope``: the same with its interval over seeds and sentences
-    (``paired.rank_slope``), which then judges the effect."""
+    and the ANOVA, and where given, ``slope``: the same with its interval over seeds and sentences,
+    which then judges the effect. For records without per-sentence predictions (the first study);
+    ``ranks.rank_answer`` answers for the others."""
     runs = [(rank, accuracy) for rank, accs in zip(ranks["rank"], ranks["accuracies"]) for accuracy in accs]
     trend = rank_trend([r for r, _ in runs], [a for _, a in runs])
     judged = slope or trend.slope
@@ -431,3 +446,36 @@ def judge_targets(table: pd.DataFrame, pre_stated: str | None = PRE_STATED) -> p
             for name, target, interval, threshold in rows
         ]
     ).set_index("target")
+
+
+HOLM_LEVEL = 0.05  # the family's error rate at which Holm's adjusted p-values are read
+
+
+def side(interval: Interval) -> str:
+    """Where a difference's interval puts it against zero: "above", "below" or "not told apart"."""
+    return "above" if interval.low > 0 else "below" if interval.high < 0 else "not told apart"
+
+
+def second_look(table: pd.DataFrame) -> pd.DataFrame:
+    """Every difference of ``paired.against_reference``'s ``table`` judged twice: by the first
+    look's pigeonhole bootstrap and by the crossed design's interval, then whether the crossed
+    verdict holds under Holm's adjustment over the table's family ("holds", "does not hold", or
+    "–" where there is no verdict to hold). Column "changed" is True where the two looks differ."""
+    rows = table[table["difference"].notna()]
+    first = rows["difference (bootstrap)"].map(side)
+    second = rows["difference"].map(side)
+    holm = [
+        "–" if verdict == "not told apart" else "holds" if p < HOLM_LEVEL else "does not hold"
+        for verdict, p in zip(second, rows["Holm p"])
+    ]
+    return pd.DataFrame(
+        {
+            "first look": rows["difference (bootstrap)"].map(str),
+            "first verdict": first,
+            "second look": rows["difference"].map(str),
+            "second verdict": second,
+            "under Holm": holm,
+            "changed": first != second,
+        },
+        index=rows.index,
+    )

@@ -4,15 +4,16 @@
   validation split, or the tuning slice its ``eval_split`` and ``holdout_size`` hold out).
 - ``correct(records, labels)``: seeds x sentences, whether each run got each sentence right.
 - ``accuracy_intervals(records)``: each configuration's accuracy with its interval over the
-  seeds alone beside the one over seeds and sentences.
-- ``compare(a, b)``: A minus B with the paired bootstrap over seeds and sentences, McNemar's
-  test on the pooled predictions, and the t-interval over the seeds alone beside them.
+  seeds alone beside the one over seeds and sentences (the crossed design's, and the
+  pigeonhole bootstrap's of the second study's first look).
+- ``compare(a, b)``: A minus B with the crossed design's interval over seeds and sentences,
+  the sentence-clustered sign-flip test, and beside them the pigeonhole bootstrap and the
+  Welch interval over the seeds alone.
 - ``against_reference(records, reference)``: every configuration of a grid beside one of them
   (full fine-tuning, or LoRA r=8 for the choice of weights): its accuracy both ways and its
-  paired difference to the reference.
+  paired difference to the reference, with its p-value and Holm's over the table's family.
 - ``which_weights(records)``: the same for the ways of spending LoRA r=8's parameters on other
   weight matrices (the LoRA paper's Section 7.1), each against query and value at r=8.
-- ``rank_slope(records, ranks)``: LoRA's accuracy per doubling of the rank, over seeds and sentences.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ import pandas as pd
 
 from lora_lib.registry import METHODS, with_defaults
 
-from . import stats
 from .aggregate import config_label, label_of, method_order
 from .config import RunConfig
 from .data import evaluation_split, load_sst2
 from .record import Record, by_configuration
-from .stats import Interval, McNemar, bootstrap_interval, mcnemar, paired_bootstrap, t_interval, welch_interval
+from .stats import (
+    Interval,
+    bootstrap_interval,
+    crossed_interval,
+    holm,
+    paired_bootstrap,
+    sign_flip_test,
+    t_interval,
+    welch_interval,
+)
 
 
 @lru_cache(maxsize=8)
@@ -69,12 +78,14 @@ def correct(records: list[Record], labels) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A minus B in points: over seeds and sentences (paired bootstrap), over the seeds alone
-    (Welch), and McNemar's test on the pooled predictions."""
+    """A minus B in points: over seeds and sentences (the crossed design's interval, and the
+    pigeonhole bootstrap that the second study first used), over the seeds alone (Welch), and
+    the sign-flip test's p-value, clustered by sentence."""
 
     difference: Interval
+    bootstrap: Interval
     seeds_only: Interval
-    mcnemar: McNemar
+    p_value: float
     seeds: tuple[int, int]
 
 
@@ -89,26 +100,30 @@ def compare(a: list[Record], b: list[Record], data_dir: str | None = None, label
     labels = evaluation_labels(a[0].config, data_dir) if labels is None else labels
     correct_a, correct_b = correct(a, labels), correct(b, labels)
     return Comparison(
-        difference=paired_bootstrap(correct_a, correct_b),
+        difference=crossed_interval(correct_a, correct_b).interval,
+        bootstrap=paired_bootstrap(correct_a, correct_b),
         seeds_only=welch_interval(correct_a.mean(axis=1), correct_b.mean(axis=1)),
-        mcnemar=mcnemar(correct_a, correct_b),
+        p_value=sign_flip_test(correct_a, correct_b),
         seeds=(len(a), len(b)),
     )
 
 
 def accuracy_intervals(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
     """Per configuration (``Record.group_key``): the mean accuracy's 95% interval over the seeds
-    alone (t) beside the one over seeds and sentences (bootstrap), which adds the evaluation
-    split's own sampling error. Records without predictions (schema version 1) are an error."""
+    alone (t) beside the one over seeds and sentences (the crossed design's), which adds the
+    evaluation split's own sampling error, and the pigeonhole bootstrap's of the first look.
+    Records without predictions (schema version 1) are an error."""
     groups = by_configuration(records)
     rows = []
     for group, runs in groups.items():
         gold = evaluation_labels(runs[0].config, data_dir) if labels is None else labels
+        correct_runs = correct(runs, gold)
         rows.append(
             {
                 "group": group,
                 "seeds": t_interval([r.metrics.dev_accuracy for r in runs]),
-                "seeds and sentences": bootstrap_interval(correct(runs, gold)),
+                "seeds and sentences": crossed_interval(correct_runs).interval,
+                "bootstrap": bootstrap_interval(correct_runs),
             }
         )
     return pd.DataFrame(rows).set_index("group")
@@ -120,9 +135,10 @@ def against_reference(
     """One row per configuration (``Record.group_key``), in registry order, named by
     ``config_label``: its share of trained parameters, its seeds, its accuracy over the seeds
     alone and over seeds and sentences, and its difference to the ``reference`` configuration
-    (by its label; paired bootstrap over seeds and sentences, beside Welch's interval over the
-    seeds alone, with McNemar's p); the reference's own row has no difference. Every record must
-    be scored on the same split."""
+    (by its label; the crossed design's interval over seeds and sentences, beside the pigeonhole
+    bootstrap's and Welch's interval over the seeds alone), with the sign-flip test's p and
+    Holm's adjustment of it over the family of every row against the reference (column "Holm
+    p"); the reference's own row has none of these. Every record must be scored on the same split."""
     groups = by_configuration(records)
     base = [runs for runs in groups.values() if config_label(runs[0].method, runs[0].config.hparams) == reference]
     if len(base) != 1:
@@ -146,12 +162,17 @@ def against_reference(
                 "seeds": len(runs),
                 "accuracy over seeds": intervals.loc[group, "seeds"],
                 "accuracy over seeds and sentences": intervals.loc[group, "seeds and sentences"],
+                "accuracy (bootstrap)": intervals.loc[group, "bootstrap"],
                 "difference": versus.difference if versus else None,
+                "difference (bootstrap)": versus.bootstrap if versus else None,
                 "difference over seeds": versus.seeds_only if versus else None,
-                "McNemar p": versus.mcnemar.p_value if versus else None,
+                "p": versus.p_value if versus else None,
             }
         )
     frame = pd.DataFrame(rows)
+    family = frame["p"].notna()
+    frame["Holm p"] = None
+    frame.loc[family, "Holm p"] = holm(frame.loc[family, "p"].astype(float)).tolist()
     frame["_order"] = frame["method"].map(method_order)
     frame = frame.sort_values(["_order", "_variant", "rank"], na_position="first")
     return frame.drop(columns=["_order", "_variant"]).set_index("configuration")
@@ -182,18 +203,3 @@ def which_weights(
 def rank_of(record: Record):
     """LoRA's rank as the run trained it (the method's default where the run left it out)."""
     return with_defaults(record.method, record.config.hparams).get("rank")
-
-
-def rank_slope(records: list[Record], ranks: pd.DataFrame, data_dir: str | None = None, labels=None) -> Interval:
-    """Accuracy per doubling of LoRA's rank (``stats.rank_slope``), with its interval over seeds
-    and sentences, from the runs of ``ranks``: ``findings.lora_ranks``'s rows, one per rank of
-    LoRA on the same weights, each naming its runs (column "run_ids")."""
-    by_id = {r.run_id: r for r in records}
-    missing = sorted(i for ids in ranks["run_ids"] for i in ids if i not in by_id)
-    if missing:
-        raise ValueError(
-            f"rank_slope has no record of the runs {missing}: pass the records the ranks were summarized from"
-        )
-    runs = [[by_id[i] for i in ids] for ids in ranks["run_ids"]]
-    gold = evaluation_labels(runs[0][0].config, data_dir) if labels is None else labels
-    return stats.rank_slope(list(ranks["rank"]), [correct(r, gold) for r in runs])

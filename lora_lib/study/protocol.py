@@ -7,6 +7,7 @@ Every function takes the search's records (``executed/tuning/``) or the table
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -339,8 +340,11 @@ def _twins(records: list[Record], setting: str, candidate, baseline) -> list[tup
 
 def _twin_row(candidate: list[Record], baseline: list[Record], names: tuple[str, str], data_dir, labels) -> dict:
     """One configuration's row of a twin comparison: each side's mean held-out accuracy with its
-    t-interval over seeds, the difference with the paired bootstrap's interval over seeds and
-    sentences (an ``Interval``, which prints as the estimate and its ends), and McNemar's p."""
+    t-interval over seeds, the difference with the crossed design's interval over seeds and
+    sentences (an ``Interval``, which prints as the estimate and its ends) and, beside it, the
+    pigeonhole bootstrap's that the first look judged by (column "... first look"), and the
+    sign-flip test's p. The two sides' seeds count as independent runs, although seed i of
+    each shares its batch order and head: that only widens the interval."""
     first = baseline[0]
     comparison = paired.compare(candidate, baseline, data_dir, labels)
     return {
@@ -350,17 +354,35 @@ def _twin_row(candidate: list[Record], baseline: list[Record], names: tuple[str,
         f"{names[1]} (%)": str(t_interval([r.metrics.dev_accuracy for r in baseline])),
         f"{names[0]} (%)": str(t_interval([r.metrics.dev_accuracy for r in candidate])),
         f"{names[0]} − {names[1]} (points)": comparison.difference,
-        "McNemar p": round(comparison.mcnemar.p_value, 3),
+        f"{names[0]} − {names[1]}, first look": comparison.bootstrap,
+        "p": round(comparison.p_value, 3),
     }
+
+
+def twin_disagreements(records: list[Record], setting: str, candidate, baseline) -> pd.DataFrame:
+    """For each configuration run with ``setting`` at both ``candidate`` and ``baseline`` (as
+    ``precision_comparison`` pairs them), how many held-out predictions differ between the two
+    runs of each seed: a row per configuration, a column per seed that ran both ways."""
+    rows = {}
+    for cand, base in _twins(records, setting, candidate, baseline):
+        by_seed = {r.config.seed: r for r in base}
+        first = base[0]
+        rows[config_label(first.method, first.config.hparams)] = {
+            r.config.seed: int(
+                np.sum(np.asarray(r.predictions.label) != np.asarray(by_seed[r.config.seed].predictions.label))
+            )
+            for r in cand
+            if r.config.seed in by_seed
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("configuration")
 
 
 def precision_comparison(records: list[Record], data_dir: str | None = None, labels=None) -> pd.DataFrame:
     """bf16 autocast against fp32 at the grid's schedule on the clean slice: per configuration
-    run in both, each precision's mean held-out accuracy with its t-interval over seeds, the
-    difference with the paired bootstrap's interval over seeds and sentences, McNemar's p, and
-    whether bf16 is within ``PRECISION_MARGIN`` points (speed is the benchmark's to measure: these
-    runs shared the machine with other work). The gold
-    ``labels`` of the slice are read from the data unless given."""
+    run in both, the columns of ``_twin_row``, and whether bf16 is within ``PRECISION_MARGIN``
+    points by the crossed design's interval ("within the margin") and by the first look's
+    bootstrap ("first look: within"); speed is the benchmark's to measure (these runs shared the
+    machine with other work). The gold ``labels`` of the slice are read from the data unless given."""
     rows = [
         _twin_row(bf16, fp32, ("bf16", "fp32"), data_dir, labels)
         for bf16, fp32 in _twins(records, "precision", "bf16", "fp32")
@@ -371,16 +393,30 @@ def precision_comparison(records: list[Record], data_dir: str | None = None, lab
         )
     for row in rows:
         row["within the margin"] = "yes" if row["bf16 − fp32 (points)"].low > -PRECISION_MARGIN else "no"
+        row["first look: within"] = "yes" if row["bf16 − fp32, first look"].low > -PRECISION_MARGIN else "no"
     return pd.DataFrame(rows).set_index("configuration")
 
 
-def precision_decision(comparison: pd.DataFrame, needed=("Full fine-tuning", "LoRA r=8")) -> str:
+LOOKS = {"calibrated": "", "first look": "first look: "}  # the column prefix each look's verdicts have
+
+
+def _look(look: str) -> str:
+    if look not in LOOKS:
+        raise ValueError(f"unknown look {look!r}: choose one of {', '.join(LOOKS)}")
+    return LOOKS[look]
+
+
+def precision_decision(
+    comparison: pd.DataFrame, needed=("Full fine-tuning", "LoRA r=8"), look: str = "calibrated"
+) -> str:
     """The grid's precision from ``precision_comparison``'s table, by the rule stated in
-    precision.yml: bf16 if every configuration in ``needed`` stays within the margin."""
+    precision.yml: bf16 if every configuration in ``needed`` stays within the margin, judged by
+    the crossed design's intervals or, with ``look="first look"``, by the bootstrap's."""
+    column = "within the margin" if look == "calibrated" else _look(look) + "within"
     missing = [c for c in needed if c not in comparison.index]
     if missing:
         return f"fp32 for now: {', '.join(missing)} has not run in both precisions"
-    outside = [c for c in needed if comparison.loc[c, "within the margin"] != "yes"]
+    outside = [c for c in needed if comparison.loc[c, column] != "yes"]
     if outside:
         return f"fp32: the difference leaves the margin for {', '.join(outside)}"
     return "bf16: the difference stays within the margin for " + " and ".join(needed)
@@ -394,9 +430,9 @@ def schedule_comparison(
     records: list[Record], longer: float = 3.0, shorter: float = 1.5, data_dir: str | None = None, labels=None
 ) -> pd.DataFrame:
     """``longer`` epochs against ``shorter`` ones on the clean slice, all else equal (the
-    precision too), per configuration run at both: the columns of ``precision_comparison``,
-    and whether the longer schedule is better, worse, or not told apart from the shorter by the
-    paired-bootstrap interval (column "verdict")."""
+    precision too), per configuration run at both: the columns of ``_twin_row``, and whether the
+    longer schedule is better, worse, or not told apart from the shorter by the crossed design's
+    interval (column "verdict") and by the first look's bootstrap ("first look: verdict")."""
     names = _schedule_names(longer, shorter)
     rows = [_twin_row(a, b, names, data_dir, labels) for a, b in _twins(records, "epochs", longer, shorter)]
     if not rows:
@@ -405,22 +441,31 @@ def schedule_comparison(
             "run lora-sweep studies/v2/schedule.yml"
         )
     for row in rows:
-        difference = row[f"{names[0]} − {names[1]} (points)"]
-        row["verdict"] = "better" if difference.low > 0 else "worse" if difference.high < 0 else "not told apart"
+        for column, interval in (
+            ("verdict", f"{names[0]} − {names[1]} (points)"),
+            ("first look: verdict", f"{names[0]} − {names[1]}, first look"),
+        ):
+            difference = row[interval]
+            row[column] = "better" if difference.low > 0 else "worse" if difference.high < 0 else "not told apart"
     return pd.DataFrame(rows).set_index("configuration")
 
 
 def schedule_decision(
-    comparison: pd.DataFrame, longer: float = 3.0, shorter: float = 1.5, needed=("Full fine-tuning", "LoRA r=8")
+    comparison: pd.DataFrame,
+    longer: float = 3.0,
+    shorter: float = 1.5,
+    needed=("Full fine-tuning", "LoRA r=8"),
+    look: str = "calibrated",
 ) -> str:
     """The grid's number of epochs from ``schedule_comparison``'s table, by the rule stated in
     schedule.yml: the longer schedule only if it is better for a configuration of ``needed``
-    and worse for none; otherwise the shorter, which costs half."""
+    and worse for none; otherwise the shorter, which costs half. Judged by the crossed design's
+    intervals or, with ``look="first look"``, by the bootstrap's."""
     long_name, short_name = _schedule_names(longer, shorter)
     missing = [c for c in needed if c not in comparison.index]
     if missing:
         return f"{short_name} for now: {', '.join(missing)} has not run at both schedules"
-    verdicts = comparison.loc[list(needed), "verdict"]
+    verdicts = comparison.loc[list(needed), _look(look) + "verdict"]
     better, worse = list(verdicts.index[verdicts == "better"]), list(verdicts.index[verdicts == "worse"])
     if better and not worse:
         return f"{long_name}: better for {' and '.join(better)}, worse for none"

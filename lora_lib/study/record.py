@@ -33,6 +33,9 @@ ARCHIVE = "v1"
 # The records that the results chapters, the landing page and the README report (relative to the
 # repository, and to book/, which links executed/): the second study's grid.
 REPORTED = "executed"
+# LoRA's ranks above 16 at the rate of the grid's lower ranks (studies/v2/rank_rate.yml), in this
+# subfolder of the grid's records: they join the grid's rank series only, never its tables.
+RANK_RATE = "rank_rate"
 
 
 class RecordError(ValueError):

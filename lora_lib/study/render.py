@@ -194,6 +194,35 @@ def differences_plot(table: pd.DataFrame, reference: str, target: float | None =
     return fig
 
 
+def rank_plot(series: dict[str, pd.DataFrame]) -> Figure:
+    """LoRA's accuracy against its rank (log2 axis), one line per rank series (``ranks.rank_series``'s
+    tables, named by ``series``' keys), each rank's mean with its 95% interval over seeds and
+    sentences, and each point's learning rate written beside it where a series changes rate."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (name, rows) in enumerate(series.items()):
+        ranks = np.asarray(rows.index, dtype=float) * 2 ** (0.06 * (k - (len(series) - 1) / 2))  # side by side
+        means = np.array([i.estimate for i in rows["accuracy"]])
+        errors = np.array(
+            [[i.estimate - i.low for i in rows["accuracy"]], [i.high - i.estimate for i in rows["accuracy"]]]
+        )
+        ax.errorbar(ranks, means, yerr=errors, capsize=3, marker=MARKERS[k + 3], color=COLORS[k + 3], label=name)
+        if rows["lr"].nunique() > 1:
+            for x, y, lr in zip(ranks, means, rows["lr"]):
+                ax.annotate(
+                    f"{lr:g}", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=7, color=COLORS[k + 3]
+                )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(next(iter(series.values())).index.union(*[r.index for r in series.values()])))
+    ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("LoRA rank r on query and value (log scale)")
+    ax.set_ylabel("validation accuracy (%), 95% interval")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def _format_count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
@@ -229,7 +258,8 @@ def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
 def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """The second study's results table as a reader reads it: ``paired.against_reference``'s
     accuracy over seeds and sentences and difference to the reference, each with its 95%
-    interval, beside ``summarize``'s counts and costs of the same configurations."""
+    interval, the difference's sign-flip p and Holm's over the family, beside ``summarize``'s
+    counts and costs of the same configurations (the median training time per run)."""
     cost = summary.set_index("label")
     cost = cost.loc[table.index]
 
@@ -241,6 +271,8 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
             "method": table.index,
             "accuracy (%)": table["accuracy over seeds and sentences"].map(interval).values,
             "difference (points)": table["difference"].map(interval).values,
+            "p": table["p"].map(p_text).values,
+            "Holm p": table["Holm p"].map(p_text).values,
             "seeds": table["seeds"].values,
             "trainable": cost["trainable"].map(_format_count).values,
             "trainable %": cost["trainable_pct"].map("{:.3f}".format).values,
@@ -250,11 +282,19 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
     )
 
 
+def p_text(p) -> str:
+    """A p-value for a table: three decimals, or an upper bound below 0.001; empty where there is none."""
+    if p is None or pd.isna(p):
+        return ""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def uncertainty_frame(table: pd.DataFrame) -> pd.DataFrame:
     """``paired.against_reference``'s two intervals of each configuration's mean accuracy side by
     side, with their widths in points: over the seeds alone, and over seeds and sentences, which
-    adds the sampling error of the evaluation split's sentences; then the same two intervals of
-    its difference to the reference configuration, where the table has them ("–" on the
+    adds the sampling error of the evaluation split's sentences (the crossed design's interval),
+    and the pigeonhole bootstrap's of the first look; then the same three intervals of its
+    difference to the reference configuration, where the table has them ("–" on the
     reference's own row)."""
 
     def ends(value) -> str:
@@ -275,9 +315,13 @@ def uncertainty_frame(table: pd.DataFrame) -> pd.DataFrame:
         },
         index=table.index,
     )
+    if "accuracy (bootstrap)" in table:
+        frame["width, first look"] = table["accuracy (bootstrap)"].map(width)
     if "difference over seeds" in table:
         frame["difference over seeds"] = table["difference over seeds"].map(ends)
         frame["difference over seeds and sentences"] = table["difference"].map(ends)
+    if "difference (bootstrap)" in table:
+        frame["difference, first look"] = table["difference (bootstrap)"].map(ends)
     return frame
 
 

@@ -27,7 +27,7 @@ from .aggregate import summarize
 from .findings import LORA_MAX_GAP_POINTS, paired_findings
 from .findings import findings as seed_findings
 from .paired import against_reference
-from .record import Record, load_records, results_table
+from .record import RANK_RATE, Record, load_records, results_table
 from .render import (
     ACCURACY_AGAINST,
     accuracy_plot,
@@ -56,20 +56,24 @@ class Results:
     paired: pd.DataFrame | None  # ``against_reference``'s table, where the records allow pairing
 
 
-def results_of(records: list[Record], labels=None) -> Results:
+def results_of(records: list[Record], labels=None, rank_records: list[Record] | None = None) -> Results:
     """The records' results. Where every record keeps its predictions and full fine-tuning is
     among them, each configuration is set against full fine-tuning on the same sentences, with
     intervals over seeds and sentences (``paired``); otherwise (the first study's records) the
-    intervals are over the seeds alone. ``labels`` stands in for the evaluation split's."""
+    intervals are over the seeds alone. ``labels`` stands in for the evaluation split's;
+    ``rank_records`` are further ranks at one rate for the rank's finding (``paired_findings``)."""
     summary = summarize(results_table(records))
     count = int(summary["runs"].sum()), len(summary)
     if all(r.predictions is not None for r in records) and (summary["method"] == "full").any():
         table = against_reference(records, labels=labels)
         stated = (
             "SST-2 validation accuracy and the paired difference to full fine-tuning, each with its 95% "
-            "interval over seeds and sentences (bootstrap)"
+            "interval over seeds and sentences (the crossed design's variance components, each counted once, "
+            "with a t-quantile for the few seeds: `lora_lib.study.stats.crossed_interval`); p is the "
+            "sentence-clustered sign-flip test's, Holm p its adjustment over the 16 comparisons with full "
+            "fine-tuning; time is the median per run"
         )
-        findings = paired_findings(table, summary, int(table["seeds"].max()), records, labels)
+        findings = paired_findings(table, summary, int(table["seeds"].max()), records, labels, rank_records)
         return Results(*count, summary, paired_results_frame(table, summary), findings, stated, table)
     stated = "SST-2 validation accuracy as mean ± standard deviation over seeds, with the mean's 95% t-interval"
     return Results(*count, summary, results_frame(summary), seed_findings(summary), stated, None)
@@ -85,7 +89,9 @@ def write_report(
     records = load_records(folder, eval_split="validation")
     if not records:
         raise ValueError(f"{folder} holds no result records; run book/train.ipynb or the sweep first")
-    results = results_of(records, labels)
+    rank_folder = folder / RANK_RATE
+    rank_records = load_records(rank_folder, eval_split="validation") if rank_folder.is_dir() else None
+    results = results_of(records, labels, rank_records or None)
     summary = results.summary
     out.mkdir(parents=True, exist_ok=True)
     figures = {"loss_curves": loss_curves(records)}

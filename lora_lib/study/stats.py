@@ -270,7 +270,9 @@ def crossed_contrast(correct, weights, confidence: float = CONFIDENCE) -> Crosse
     arrays = [np.asarray(c, dtype=float) for c in correct]
     weights = np.asarray(weights, dtype=float)
     if len(arrays) != len(weights) or not arrays:
-        raise ValueError(f"crossed_contrast needs one weight per array, got {len(arrays)} arrays and {len(weights)} weights")
+        raise ValueError(
+            f"crossed_contrast needs one weight per array, got {len(arrays)} arrays and {len(weights)} weights"
+        )
     for k, a in enumerate(arrays):
         if a.ndim != 2 or a.shape[1] != arrays[0].shape[1]:
             raise ValueError(

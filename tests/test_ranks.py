@@ -1,0 +1,55 @@
+"""The rank question at one learning rate: steps, where nothing more is resolved, the step from small ranks."""
+
+import numpy as np
+import pytest
+from conftest import make_record
+
+from lora_lib.study import ranks
+from lora_lib.study.record import Predictions
+
+SENTENCES = 400
+LABELS = [i % 2 for i in range(SENTENCES)]
+
+
+def runs_of(rank, wrong, lr=1e-3, seeds=5):
+    """``seeds`` runs of LoRA r=``rank`` on query and value, each wrong on the first ``wrong`` sentences."""
+    predicted = [1 - y if i < wrong else y for i, y in enumerate(LABELS)]
+    return [
+        make_record(
+            f"lora_r{rank}_lr{lr:g}_s{s}",
+            seed=s,
+            lr=lr,
+            hparams={"rank": rank, "alpha": 16},
+            predictions=Predictions(label=predicted, prob_positive=[0.5] * SENTENCES),
+        )
+        for s in range(seeds)
+    ]
+
+
+def test_a_step_after_r_2_is_found_and_nothing_is_resolved_above_it():
+    records = [*runs_of(1, 40), *runs_of(2, 40), *runs_of(4, 20), *runs_of(8, 20), *runs_of(8, 0, lr=2e-3)]
+    answer = ranks.rank_answer(records, 1e-3, labels=LABELS)
+    assert answer.ranks == (1, 2, 4, 8) and answer.rates == (1e-3,) * 4  # r=8 at 2e-3 is another series
+    assert answer.up == ((2, 4),) and answer.down == ()
+    assert answer.flat_from == 4 and answer.monotone == "no step down resolved"
+    assert answer.steps[(2, 4)].estimate == pytest.approx(5.0)  # 20 more of 400 right
+    assert answer.small_to_large.estimate == pytest.approx(5.0) and answer.small_to_large.low > 0
+    # the least-squares slope through 90, 90, 95, 95 against log2 r = 0, 1, 2, 3
+    assert answer.slope.estimate == pytest.approx(np.polyfit([0, 1, 2, 3], [90, 90, 95, 95], 1)[0])
+
+
+def test_a_resolved_step_down_says_the_series_is_not_monotone():
+    records = [*runs_of(1, 20), *runs_of(2, 20), *runs_of(4, 40)]
+    answer = ranks.rank_answer(records, 1e-3, labels=LABELS)
+    assert answer.down == ((2, 4),) and answer.monotone == "a step down resolved"
+
+
+def test_the_series_needs_one_configuration_per_rank_and_two_ranks():
+    two_rates = [*runs_of(1, 40), *runs_of(8, 20), *runs_of(8, 10, lr=2e-3)]
+    with pytest.raises(ValueError, match="lr"):
+        ranks.rank_series(two_rates, None, labels=LABELS)
+    assert list(ranks.rank_series(two_rates, 1e-3, labels=LABELS).index) == [1, 8]
+    with pytest.raises(ValueError, match="4e-05|lr 4e-05"):
+        ranks.rank_series(two_rates, 4e-5, labels=LABELS)
+    with pytest.raises(ValueError, match="both sides of 2"):
+        ranks.rank_answer([*runs_of(4, 20), *runs_of(8, 20)], 1e-3, labels=LABELS)
