@@ -3,10 +3,14 @@
 ``to_peft(model, folder)`` writes a LoRA or DoRA model as a PEFT adapter folder
 (``adapter_config.json`` and ``adapter_model.safetensors``), which
 ``PeftModel.from_pretrained(base, folder)`` loads with the same logits, ``base`` being the model
-``load_model`` gives with the adapter's head. ``from_peft(folder, model)`` does the reverse for a
+``load_model`` gives with the adapter's head. A PiSSA model trains on a residual of the
+pretrained weights, which PEFT's base model does not have, so it is written as PEFT writes one
+(``path_initial_model_for_weight_conversion``): a plain LoRA of twice the rank on the
+pretrained weights, ``A' = [A; A0]`` and ``B' = [B, -B0]``, whose update ``s (B A - B0 A0)`` is
+exactly the trained model's change to ``W0``. ``from_peft(folder, model)`` does the reverse for a
 PEFT LoRA adapter. PEFT itself writes and reads the files (it is needed for both: ``pip install
 peft``), so the format is always the one PEFT expects. What has no PEFT LoRA equivalent here
-(bottleneck adapters, (IA)^3's placement, PiSSA's residual) is refused with a ValueError.
+(bottleneck adapters, (IA)^3's placement) is refused with a ValueError.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .models import load_model
 from .registry import apply_method, head_modules
 from .variants import DoRALinear
 
-CONVERTIBLE = {"lora": False, "dora": True}  # method -> use_dora
+CONVERTIBLE = {"lora": False, "dora": True, "pissa": False}  # method -> use_dora
 
 
 def _peft():
@@ -35,11 +39,16 @@ def _peft():
 
 
 def _bare(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every LoRA layer replaced by the frozen layer it wraps."""
+    """A copy of ``model`` with every LoRA layer replaced by the frozen layer it wraps (for
+    PiSSA, with the pretrained weight restored: the residual plus ``s B0 A0``)."""
     bare = copy.deepcopy(model)
     for name, module in list(bare.named_modules()):
         if isinstance(module, LoRALinear):
             parent, _, child = name.rpartition(".")
+            if hasattr(module, "pissa_A0"):
+                with torch.no_grad():
+                    initial = module.scaling * (module.pissa_B0 @ module.pissa_A0)
+                    module.base_layer.weight.add_(initial.to(module.base_layer.weight.dtype))
             setattr(bare.get_submodule(parent) if parent else bare, child, module.base_layer)
     del bare.applied_method
     return bare
@@ -52,10 +61,10 @@ def _pairs(ours: nn.Module, peft_model) -> list[tuple[torch.Tensor, torch.Tensor
     for name, module in ours.named_modules():
         if isinstance(module, LoRALinear):
             theirs = inner.get_submodule(name)
-            pairs += [
-                (module.lora_A, theirs.lora_A["default"].weight),
-                (module.lora_B, theirs.lora_B["default"].weight),
-            ]
+            a, b = module.lora_A, module.lora_B
+            if hasattr(module, "pissa_A0"):  # the rank-2r delta on W0: s [B, -B0] [A; A0]
+                a, b = torch.cat([a, module.pissa_A0]), torch.cat([b, -module.pissa_B0], dim=1)
+            pairs += [(a, theirs.lora_A["default"].weight), (b, theirs.lora_B["default"].weight)]
             if isinstance(module, DoRALinear):
                 pairs.append((module.magnitude, theirs.lora_magnitude_vector["default"].weight))
     for name in head_modules(ours):
@@ -66,9 +75,12 @@ def _pairs(ours: nn.Module, peft_model) -> list[tuple[torch.Tensor, torch.Tensor
 
 def _config(method: str, hparams: dict, heads: tuple[str, ...]):
     targets = hparams["targets"]
+    # PiSSA goes out at twice the rank; alpha grows so that the scale alpha / r (or alpha / sqrt(r)) stays
+    widen = 2 if method == "pissa" else 1
+    alpha = hparams["alpha"] * (widen**0.5 if hparams["use_rslora"] else widen)
     return _peft().LoraConfig(
-        r=hparams["rank"],
-        lora_alpha=hparams["alpha"],
+        r=hparams["rank"] * widen,
+        lora_alpha=alpha,
         target_modules=[targets] if isinstance(targets, str) else list(targets),
         lora_dropout=hparams["dropout"],
         use_rslora=hparams["use_rslora"],
@@ -78,7 +90,8 @@ def _config(method: str, hparams: dict, heads: tuple[str, ...]):
 
 
 def to_peft(model: nn.Module, folder: str | Path) -> Path:
-    """Write ``model`` (LoRA or DoRA applied, unmerged) as a PEFT adapter folder; returns the folder."""
+    """Write ``model`` (LoRA, DoRA or PiSSA applied, unmerged) as a PEFT adapter folder; returns
+    the folder. A PiSSA model goes out as a plain LoRA of twice its rank on the pretrained weights."""
     applied = getattr(model, "applied_method", None)
     if applied is None:
         raise ValueError("the model has no method applied; call apply_method(model, 'lora', ...) first")

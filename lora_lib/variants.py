@@ -95,13 +95,18 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
     is unchanged (up to rounding), and training starts in the weight's principal
     directions. The residual is a function of ``W0`` alone, so an adapter file needs
     nothing more: loading one redoes this on the pretrained weight, then copies the
-    trained ``A`` and ``B`` in.
+    trained ``A`` and ``B`` in. The starting ``A`` and ``B`` stay on the layer as
+    ``pissa_A0`` and ``pissa_B0`` (buffers, not in the state dict): with them the trained
+    update is a plain LoRA delta on ``W0``, ``s (B A - B0 A0)``, which is how
+    ``peft_format.to_peft`` exports it.
     """
     weight = layer.base_layer.weight
     u, s, vh = torch.linalg.svd(widened(weight), full_matrices=False)
     root = torch.sqrt(s[: layer.rank] / layer.scaling)
     layer.lora_A.copy_(root[:, None] * vh[: layer.rank])
     layer.lora_B.copy_(u[:, : layer.rank] * root[None, :])
+    layer.register_buffer("pissa_A0", layer.lora_A.detach().clone(), persistent=False)
+    layer.register_buffer("pissa_B0", layer.lora_B.detach().clone(), persistent=False)
     weight.copy_((widened(weight) - layer.delta_weight()).to(weight.dtype))
     return layer
 

@@ -20,7 +20,10 @@ def _trained(model, method, **hparams):
     return model.eval()
 
 
-@pytest.mark.parametrize("method, hparams", [("lora", {}), ("lora", {"use_rslora": True}), ("dora", {})])
+@pytest.mark.parametrize(
+    "method, hparams",
+    [("lora", {}), ("lora", {"use_rslora": True}), ("dora", {}), ("pissa", {}), ("pissa", {"use_rslora": True})],
+)
 def test_an_exported_adapter_gives_peft_the_same_logits(model_and_tokenizer, batch, tmp_path, method, hparams):
     model, _ = model_and_tokenizer
     base = copy.deepcopy(model)
@@ -50,7 +53,20 @@ def test_a_peft_adapter_imports_with_the_same_logits(tiny, batch, tmp_path):
         assert (ours(**batch).logits - theirs.eval()(**batch).logits).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("method", ["houlsby", "pissa"])
+def test_pissa_goes_out_as_a_plain_lora_of_twice_the_rank_on_the_pretrained_weights(tiny, tmp_path):
+    import json
+
+    model, _ = tiny
+    pretrained = {n: p.clone() for n, p in model.named_parameters()}
+    to_peft(_trained(model, "pissa"), tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (8, 16) and config["init_lora_weights"] is True
+    # exporting left the trained model on its residual: its base weights are not the pretrained ones
+    query = model.bert.encoder.layer[0].attention.self.query.base_layer.weight
+    assert not torch.allclose(query, pretrained["bert.encoder.layer.0.attention.self.query.weight"])
+
+
+@pytest.mark.parametrize("method", ["houlsby", "ia3"])
 def test_what_has_no_peft_lora_equivalent_is_refused_by_name(tiny, tmp_path, method):
     model, _ = tiny
     apply_method(model, method)
