@@ -30,12 +30,20 @@ from lora_lib.registry import METHODS
 from .aggregate import config_label, format_lr, method_order
 from .config import RunConfig
 from .grid import expand
-from .record import ARCHIVE, Record, load_record, load_records
+from .record import ARCHIVE, RANK_RATE, Record, load_record, load_records
 
 # The sets of runs, in the order the appendix shows them, and the subfolder each lives in: the
-# grid's at the top, the search's, the first study's (archived), and runs a changed grid replaced
-# (under any of them).
-SETS = {"grid": None, "tuning": "tuning", "v1": ARCHIVE, "superseded": "superseded"}
+# grid's at the top, its ranks at one rate, the search's, the next study's search, the first
+# study's (archived), and runs a changed grid replaced (under any of them).
+NEXT_TUNING = "v3/tuning"
+SETS = {
+    "grid": None,
+    "rank rate": RANK_RATE,
+    "tuning": "tuning",
+    "next tuning": NEXT_TUNING,
+    "v1": ARCHIVE,
+    "superseded": "superseded",
+}
 # What a run's page says under its title: where the notebook came from. The link is relative to
 # the book's source folder, so that it holds wherever the sweep puts (or later moves) the run.
 TEMPLATE_LINK = "/train.md"
@@ -140,7 +148,7 @@ def _set_of(where: Path, folder: Path) -> str | None:
         return "superseded"
     if not parts:
         return "grid"
-    return next((name for name, sub in SETS.items() if (sub,) == parts), None)
+    return next((name for name, sub in SETS.items() if sub == "/".join(parts)), None)
 
 
 def run_records(folder: str | Path) -> list[tuple[str, Path, Record]]:

@@ -1,0 +1,71 @@
+"""The next study's search for LoRA's successors (``studies/v3/search_variants.yml``), read beside LoRA's.
+
+- ``variant_name(record)``: "rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8" or "LoRA r=8".
+- ``successor_search(variant_records, lora_records)``: per variant, the rates its stage 1 tried
+  and their held-out accuracies, the best and where it sits, beside LoRA's own stage 1 at the same
+  rank (from the second study's search), and how far the best rate moved from LoRA's.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lora_lib.registry import with_defaults
+
+from .aggregate import format_lr
+from .protocol import clean_search, edges
+from .record import Record
+
+
+def variant_name(record: Record) -> str:
+    """A LoRA-family run's name by what it changes: DoRA and PiSSA by method, rsLoRA by its
+    scaling, LoRA+ by B's rate; plain LoRA otherwise (on its default weights)."""
+    hparams = with_defaults(record.method, record.config.hparams)
+    if record.method in ("dora", "pissa"):
+        name = {"dora": "DoRA", "pissa": "PiSSA"}[record.method]
+    elif record.method != "lora":
+        raise ValueError(f"run {record.run_id} is {record.method!r}, not of the LoRA family")
+    elif record.config.loraplus_ratio is not None:
+        name = "LoRA+"
+    else:
+        name = "rsLoRA" if hparams["use_rslora"] else "LoRA"
+    return f"{name} r={hparams['rank']}"
+
+
+def _stage_one(records: list[Record]) -> pd.DataFrame:
+    search = clean_search(records)
+    search = search[search["stage"] == 1]
+    by_id = {r.run_id: r for r in records}
+    return search.assign(configuration=search["run_id"].map(lambda i: variant_name(by_id[i])))
+
+
+def successor_search(variant_records: list[Record], lora_records: list[Record]) -> pd.DataFrame:
+    """One row per variant of ``variant_records`` (stage 1 on the clean slice): the rates tried,
+    their held-out accuracies (%), the best rate and its accuracy, where it sits, and LoRA's
+    best stage-1 rate at the same rank on its default weights (from ``lora_records``, the second
+    study's search) with the ratio of LoRA's best rate to the variant's. A ValueError names a
+    rank that LoRA's search never tried."""
+    if not variant_records:
+        raise ValueError("no successor runs: run lora-sweep studies/v3/search_variants.yml first")
+    variants = edges(_stage_one(variant_records))
+    plain = clean_search(lora_records)  # named by config_label: "LoRA r=8" is LoRA on query and value
+    lora = edges(plain[(plain["stage"] == 1) & (plain["method"] == "lora") & (plain["rule"] == "α = 16")])
+    rows = []
+    for name, row in variants.iterrows():
+        reference = f"LoRA r={int(row['rank'])}"
+        if reference not in lora.index:
+            raise ValueError(f"LoRA's search never tried {reference}, to set {name} beside it")
+        rows.append(
+            {
+                "variant": name,
+                "rates tried": row["tried"],
+                "held-out accuracy (%)": row["accuracies"],
+                "best rate": format_lr(row["best"]),
+                "best (%)": row["accuracy"],
+                "best sits": row["edge"],
+                "LoRA's best rate": format_lr(lora.loc[reference, "best"]),
+                "LoRA's best (%)": lora.loc[reference, "accuracy"],
+                "LoRA's rate ÷ this rate": round(lora.loc[reference, "best"] / row["best"], 2),
+            }
+        )
+    return pd.DataFrame(rows).set_index("variant")
