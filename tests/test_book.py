@@ -120,6 +120,8 @@ source.querySelectorAll('script, style, .cell_input, div[class^="highlight-"]').
 const visible = e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
 return {
   text: article.innerText,
+  first_screen: Array.from(article.querySelectorAll('h1, p, li'))
+    .filter(e => e.getBoundingClientRect().top < window.innerHeight && visible(e)).map(e => e.innerText).join('\n'),
   text_outside_code: source.textContent,
   images: Array.from(article.querySelectorAll('img')).map(img => {
     const figure = img.closest('figure');
@@ -277,6 +279,23 @@ def test_the_landing_page_shows_the_headline_numbers_and_a_figure(seen):
         "the landing page shows no figure"
     )
     assert re.search(r"\d+\.\d+\s?%", intro["text"]), "the landing page states no result (a percentage like 91.3%)"
+
+
+def test_the_landing_pages_first_screen_says_how_close_lora_comes_and_at_what_cost(seen):
+    import os
+
+    from lora_lib.study import aggregate, headline, paired
+    from lora_lib.study.record import REPORTED, load_records, results_table
+
+    records = load_records(REPO / REPORTED, eval_split="validation")
+    primary = next(r for r in records if aggregate.config_label(r.method, r.config.hparams) == headline.PRIMARY)
+    stored = {headline.PRIMARY: os.path.getsize(REPO / REPORTED / f"{primary.run_id}.safetensors")}
+    numbers = headline.headline(paired.against_reference(records), aggregate.summarize(results_table(records)), stored)
+    screen = re.sub(r"\s+", " ", seen["intro"]["first_screen"])
+    for key in ("primary_gap", "closest_gap", "time_ratio", "stored_ratio"):
+        assert numbers[key] in screen, f"the landing page's first screen lacks {key}: {numbers[key]!r}"
+    # the project's own measures do not structure the first screen
+    assert not re.search(r"\btarget\b|not resolved", screen), screen
 
 
 def test_the_appendix_links_resolve(seen):
