@@ -45,7 +45,20 @@ class LoRALinear(InjectedLayer):
         dropout: float = 0.0,
         use_rslora: bool = False,
     ):
-        super().__init__(base_layer)
+        super().__init__(base_layer)  # keeps base_layer, frozen
+        rank = self.checked_rank(base_layer, rank, alpha, dropout)
+        self.rank, self.alpha, self.use_rslora = rank, alpha, use_rslora
+        self.scaling = alpha / (math.sqrt(rank) if use_rslora else rank)
+        factory = {"dtype": adapter_dtype(base_layer.weight), "device": base_layer.weight.device}
+        self.lora_A = nn.Parameter(torch.empty(rank, base_layer.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(base_layer.out_features, rank, **factory))
+        # The initialisation of nn.Linear, as microsoft/LoRA and PEFT use for A.
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @staticmethod
+    def checked_rank(base_layer: nn.Linear, rank, alpha, dropout) -> int:
+        """The rank as an int, once rank, alpha and dropout are known to be valid for ``base_layer``."""
         in_features, out_features = base_layer.in_features, base_layer.out_features
         max_rank = min(in_features, out_features)
         rank = as_int(rank, "rank")
@@ -58,15 +71,7 @@ class LoRALinear(InjectedLayer):
             raise ValueError(f"alpha must be > 0, got {alpha!r}; the update is scaled by alpha / r")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-
-        self.rank, self.alpha, self.use_rslora = rank, alpha, use_rslora
-        self.scaling = alpha / (math.sqrt(rank) if use_rslora else rank)
-        factory = {"dtype": adapter_dtype(base_layer.weight), "device": base_layer.weight.device}
-        self.lora_A = nn.Parameter(torch.empty(rank, in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(out_features, rank, **factory))
-        # The initialisation of nn.Linear, as microsoft/LoRA and PEFT use for A.
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        return rank
 
     @property
     def in_features(self) -> int:

@@ -191,3 +191,19 @@ def test_rank_refuses_what_is_not_a_positive_integer(rank):
     with pytest.raises(ValueError) as err:
         make_layer(rank=rank)
     assert "rank" in str(err.value)
+
+
+def test_the_layer_diagram_counts_what_the_layer_trains():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_lib.study.diagrams import lora_layer
+
+    figure = lora_layer(d=384, k=192, r=8)
+    texts = " ".join(t.get_text() for t in figure.axes[0].texts)
+    plt.close(figure)
+    layer = LoRALinear(nn.Linear(192, 384), rank=8)
+    trained = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+    assert f"r(d + k) = {trained:,}" in texts and f"d·k = {layer.base_layer.weight.numel():,}" in texts
