@@ -21,11 +21,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 from conftest import unavailable
 
 pytestmark = pytest.mark.book  # reads the built book: CI's last lane, after the build
 
 REPO = Path(__file__).resolve().parent.parent
+# The repository the book is published from, set once in _config.yml.
+REPOSITORY = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
 BUILD = Path(os.environ.get("BOOK_BUILD_DIR", REPO / "_build"))
 HTML = BUILD / "html"
 PAGES = [
@@ -94,14 +97,19 @@ def test_the_library_code_is_included_not_retyped(pages):
     assert forward.strip().splitlines()[-1].strip() in text
 
 
+def test_the_training_notebook_installs_from_the_books_repository():
+    """The repository's address is set once, in _config.yml; the notebook's install line follows it."""
+    install = re.search(r'%pip install --quiet "lora_lib @ git\+([^"]+)"', (REPO / "book" / "train.md").read_text())
+    assert install and install.group(1) == REPOSITORY
+
+
 def test_the_chapters_have_launch_buttons(pages):
     """Binder opens every chapter; Colab, which opens only .ipynb files, is offered for the
     training notebook and never for a MyST Markdown chapter."""
-    colab = "https://colab.research.google.com/github/lora-tuning/lora-tuning/blob/main/book/"
+    repository = REPOSITORY.removeprefix("https://github.com/")
+    colab = f"https://colab.research.google.com/github/{repository}/blob/main/book/"
     for name in ["01_why_low_rank", "02_lora_layer", "03_into_bert", "04_adapters", "train"]:
-        assert (
-            f"https://mybinder.org/v2/gh/lora-tuning/lora-tuning/main?urlpath=lab/tree/book/{name}." in pages[name]
-        ), name
+        assert f"https://mybinder.org/v2/gh/{repository}/main?urlpath=lab/tree/book/{name}." in pages[name], name
     assert f"{colab}train.ipynb" in pages["train"]
     for name, page in pages.items():
         opened = re.findall(re.escape(colab) + r'[^"]+', page)
