@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import label_of
+from .headline import said
 from .ranks import rank_answer, rank_sentence
 from .stats import Interval, rank_trend, t_interval, welch_interval
 
@@ -195,8 +196,9 @@ def paired_findings(
     configuration against full fine-tuning, on the same sentences) and ``summarize``'s
     ``summary`` of the same records (the rank's trend, the cost).
 
-    Every claim is judged from a 95% interval over seeds and sentences (met, missed or not
-    resolved); the rank's effect too where the ``records`` themselves are given (their gold
+    Every difference is said as its 95% interval over seeds and sentences allows
+    (``headline.said``: below, above or not distinguishable); the targets are judged elsewhere
+    (``judge_targets``), not here. The rank's effect too where the ``records`` themselves are given (their gold
     ``labels`` read from the data unless given: ``ranks.rank_answer``), else over the seeds alone.
     With ``rank_records`` (runs of further ranks at one rate, ``studies/v2/rank_rate.yml``), the
     rank series is the grid's ranks at that rate and those runs: the rank at one rate. Only
@@ -209,23 +211,17 @@ def paired_findings(
         full = done.loc["Full fine-tuning", "accuracy over seeds and sentences"]
         lines.append(
             f"Full fine-tuning reaches {full.estimate:.2f}% (95% interval over seeds and sentences "
-            f"{full.low:.2f} to {full.high:.2f}, {seeds} seeds): the {FULL_TARGET:.0%} target is "
-            f"{verdict(full.low, full.high, FULL_TARGET * 100)}."
+            f"{full.low:.2f} to {full.high:.2f}, {seeds} seeds)."
         )
-        if ((done["method"] == "lora") & (done["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)).any():
-            _, best, *stated = judge_targets(done, PRE_STATED if PRE_STATED in done.index else None).itertuples()
-            name = best.configuration
-            line = (
-                f"The most accurate LoRA configuration under {LORA_MAX_TRAINABLE_PCT:.0f}% trained, {name} "
-                f"({_percent(done.loc[name, 'trainable (%)'])}), is {_difference(done.loc[name, 'difference'])}: "
-                f"the target of at most {LORA_MAX_GAP_POINTS:.1f} point below is {best.verdict}."
-            )
-            if stated and stated[0].configuration != name:
-                line += (
-                    f" {PRE_STATED}, the configuration named before the grid, is "
-                    f"{_difference(done.loc[PRE_STATED, 'difference'])}: {stated[0].verdict}."
-                )
-            lines.append(line)
+        small = done[(done["method"] == "lora") & (done["trainable (%)"] < LORA_MAX_TRAINABLE_PCT)]
+        if not small.empty:
+            best = small["accuracy over seeds"].map(lambda i: i.estimate).idxmax()
+            named = [PRE_STATED] if PRE_STATED in done.index else []
+            named += [best] if best not in named else []
+            parts = [f"{name} ({_percent(done.loc[name, 'trainable (%)'])} trained) is " for name in named]
+            parts = [part + said(done.loc[name, "difference"]).text for part, name in zip(parts, named)]
+            under = f"the most accurate LoRA configuration under {LORA_MAX_TRAINABLE_PCT:g}%"
+            lines.append("LoRA: " + f"; {under}, ".join(parts) + ".")
     ranks = lora_ranks(summary, seeds)
     if ranks["rank"].nunique() > 2:
         if records:
@@ -298,7 +294,7 @@ def other_methods(table: pd.DataFrame) -> str:
     return (
         "The other methods: "
         + "; ".join(
-            f"{name} ({_percent(row['trainable (%)'])} trained) is {_difference(row['difference'])}"
+            f"{name} ({_percent(row['trainable (%)'])} trained) is {said(row['difference']).text}"
             for name, row in others.iterrows()
         )
         + "."
