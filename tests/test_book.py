@@ -38,6 +38,7 @@ PAGES = [
     "03_into_bert",
     "04_adapters",
     "05_experiments",
+    "07_how_run",
     "06_analysis",
     "reproduce",
     "train",
@@ -83,9 +84,11 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
 
     grid = len(load_records(REPO / REPORTED, eval_split="validation"))
     search = len(load_records(REPO / "executed" / "tuning"))
-    text = re.sub(r"<[^>]+>", "", pages["05_experiments"])
-    text = re.sub(r"\s+", " ", text)
-    assert f"{grid} runs" in text and f"{search} tuning runs" in text
+    results, protocol = (
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages[name])) for name in ("05_experiments", "07_how_run")
+    )
+    assert f"{grid} runs" in results
+    assert f"{grid} runs" in protocol and f"{search} tuning runs" in protocol
 
 
 def test_the_library_code_is_included_not_retyped(pages):
