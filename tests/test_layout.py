@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,18 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_cycle_check_finds_a_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+def test_no_backtick_fence_in_the_book_carries_a_backtick_in_its_argument():
+    """CommonMark ends a backtick fence's info string at a backtick, so a caption with a role
+    (``{glue:text}`x` ``) on a ```` fence breaks the page below it: such captions take a colon fence."""
+    import re
+
+    book = Path(__file__).resolve().parent.parent / "book"
+    broken = [
+        f"{page.name}:{number}"
+        for page in sorted(book.glob("*.md"))
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if re.match(r"^(`{3,})\{", line) and "`" in line[len(re.match(r"^`+", line).group(0)) :]
+    ]
+    assert not broken, f"backtick fences whose argument holds a backtick: {broken}"
