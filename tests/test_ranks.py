@@ -53,3 +53,22 @@ def test_the_series_needs_one_configuration_per_rank_and_two_ranks():
         ranks.rank_series(two_rates, 4e-5, labels=LABELS)
     with pytest.raises(ValueError, match="both sides of 2"):
         ranks.rank_answer([*runs_of(4, 20), *runs_of(8, 20)], 1e-3, labels=LABELS)
+
+
+def test_the_rank_plot_draws_each_series_with_its_intervals_and_names_changed_rates():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from lora_lib.study import render
+
+    one_rate = ranks.rank_series([*runs_of(1, 40), *runs_of(4, 20)], 1e-3, labels=LABELS)
+    two_rates = ranks.rank_series([*runs_of(1, 40), *runs_of(4, 20), *runs_of(16, 10, lr=2e-3)], None, labels=LABELS)
+    figure = render.rank_plot({"one rate": one_rate, "grid": two_rates})
+    ax = figure.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 and list(ax.get_xticks()) == [1, 4, 16]
+    assert [t.get_text() for t in ax.texts] == ["0.001", "0.001", "0.002"]  # only the series whose rate changes
+    plt.close(figure)

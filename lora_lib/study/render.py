@@ -212,7 +212,7 @@ def rank_plot(series: dict[str, pd.DataFrame]) -> Figure:
                     f"{lr:g}", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=7, color=COLORS[k + 3]
                 )
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(next(iter(series.values())).index.union(*[r.index for r in series.values()])))
+    ax.set_xticks(sorted(set().union(*[set(rows.index) for rows in series.values()])))
     ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("LoRA rank r on query and value (log scale)")
