@@ -8,7 +8,7 @@ from lora_lib.study.successors import successor_search, variant_name
 STAGE_1 = {"eval_split": "sentences", "holdout_size": 1000, "max_train_samples": 10000, "head": "mean", "epochs": 1}
 
 
-def search_run(name, method, lr, accuracy, rank=8, loraplus_ratio=None, **hparams):
+def search_run(name, method, lr, accuracy, rank=8, loraplus_ratio=None, precision="fp32", **hparams):
     return make_record(
         f"{name}_r{rank}_lr{lr:g}_s0",
         method=method,
@@ -16,6 +16,7 @@ def search_run(name, method, lr, accuracy, rank=8, loraplus_ratio=None, **hparam
         accuracy=accuracy,
         hparams={"rank": rank, "alpha": 16, **hparams},
         loraplus_ratio=loraplus_ratio,
+        precision=precision,
         **STAGE_1,
     )
 
@@ -34,7 +35,7 @@ def test_each_variant_is_set_beside_lora_at_its_rank():
             search_run("search_loraplus", "lora", lr, acc, loraplus_ratio=16)
             for lr, acc in ((1.25e-4, 0.85), (2.5e-4, 0.84))
         ),
-        search_run("search_dora", "dora", 2e-3, 0.842),
+        search_run("search_dora", "dora", 2e-3, 0.842, precision="bf16"),
     ]
     assert [variant_name(r) for r in variants[2:]] == ["rsLoRA r=8", "LoRA+ r=8", "LoRA+ r=8", "DoRA r=8"]
     table = successor_search(variants, lora)
@@ -44,6 +45,7 @@ def test_each_variant_is_set_beside_lora_at_its_rank():
     assert rs["LoRA's rate ÷ this rate"] == pytest.approx(4.0)
     assert table.loc["LoRA+ r=8", "best sits"] == "lowest"
     assert table.loc["DoRA r=8", "best sits"] == "one rate"
+    assert (table.loc["DoRA r=8", "precision"], table.loc["rsLoRA r=8", "precision"]) == ("bf16", "fp32")
 
 
 def test_a_rank_lora_never_tried_is_named():

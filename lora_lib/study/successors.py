@@ -13,7 +13,7 @@ import pandas as pd
 from lora_lib.registry import with_defaults
 
 from .aggregate import format_lr
-from .protocol import clean_search, edges
+from .protocol import clean_search, edges, search_table
 from .record import Record
 
 
@@ -33,21 +33,24 @@ def variant_name(record: Record) -> str:
 
 
 def _stage_one(records: list[Record]) -> pd.DataFrame:
-    search = clean_search(records)
-    search = search[search["stage"] == 1]
+    """The runs of a stage 1 on the clean slice with the mean head at seed 0, in either precision
+    (the next study's search runs in bf16), each named by ``variant_name``."""
+    search = search_table(records, eval_split="sentences")
+    search = search[(search["stage"] == 1) & (search["head"] == "mean") & (search["seed"] == 0)]
     by_id = {r.run_id: r for r in records}
     return search.assign(configuration=search["run_id"].map(lambda i: variant_name(by_id[i])))
 
 
 def successor_search(variant_records: list[Record], lora_records: list[Record]) -> pd.DataFrame:
     """One row per variant of ``variant_records`` (stage 1 on the clean slice): the rates tried,
-    their held-out accuracies (%), the best rate and its accuracy, where it sits, and LoRA's
+    their precision and held-out accuracies (%), the best rate and its accuracy, where it sits, and LoRA's
     best stage-1 rate at the same rank on its default weights (from ``lora_records``, the second
     study's search) with the ratio of LoRA's best rate to the variant's. A ValueError names a
     rank that LoRA's search never tried."""
     if not variant_records:
         raise ValueError("no successor runs: run lora-sweep studies/v3/search_variants.yml first")
-    variants = edges(_stage_one(variant_records))
+    searched = _stage_one(variant_records)
+    variants = edges(searched)
     plain = clean_search(lora_records)  # named by config_label: "LoRA r=8" is LoRA on query and value
     lora = edges(plain[(plain["stage"] == 1) & (plain["method"] == "lora") & (plain["rule"] == "α = 16")])
     rows = []
@@ -58,6 +61,7 @@ def successor_search(variant_records: list[Record], lora_records: list[Record]) 
         rows.append(
             {
                 "variant": name,
+                "precision": ", ".join(sorted(set(searched.loc[searched["configuration"] == name, "precision"]))),
                 "rates tried": row["tried"],
                 "held-out accuracy (%)": row["accuracies"],
                 "best rate": format_lr(row["best"]),
