@@ -10,11 +10,10 @@
   sentences, with the interval that the crossed seeds x sentences design calls for: variance
   components by the method of moments, each counted once, and a t-quantile whose degrees of
   freedom (Satterthwaite) are few where the seeds' spread dominates.
-- ``sign_flip_test``: a paired test clustered by sentence, for the same comparison.
+- ``sign_flip_test``: a paired test clustered by sentence, for the same comparison (it replaced
+  McNemar's test on predictions pooled over seed pairs, which treated every seed pair as
+  independent: a sentence that flips for one pair tends to flip for the others).
 - ``holm``: Holm's step-down adjustment of a family of p-values.
-- ``mcnemar``: whether two configurations err on different sentences, on pooled predictions
-  (it treats every seed pair as independent, which the crossed design is not: kept to read
-  the second study's tables, superseded by ``sign_flip_test``).
 - ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
 - ``rank_slope``: the same slope with the crossed design's interval over seeds and sentences.
 - ``crossed_contrast``: any weighted sum of configurations (a difference, a step, a slope)
@@ -117,25 +116,6 @@ def bootstrap_interval(correct, rounds: int = 10_000, seed: int = 0, confidence:
     ``paired_bootstrap`` against a configuration that gets every sentence wrong."""
     a = np.asarray(correct, dtype=float)
     return paired_bootstrap(a, np.zeros_like(a), rounds, seed, confidence)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """Pooled over seed pairs: sentences only A got right, only B got right, and the exact p-value."""
-
-    only_a: int
-    only_b: int
-    p_value: float
-
-
-def mcnemar(correct_a, correct_b) -> McNemar:
-    """McNemar's exact test on predictions pooled over seed pairs (seed i of A with seed i of B)."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    pairs = min(len(a), len(b))
-    a, b = a[:pairs].ravel(), b[:pairs].ravel()
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    p = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return McNemar(only_a, only_b, float(p))
 
 
 @dataclass(frozen=True)
