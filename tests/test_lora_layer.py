@@ -207,3 +207,17 @@ def test_the_layer_diagram_counts_what_the_layer_trains():
     layer = LoRALinear(nn.Linear(192, 384), rank=8)
     trained = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     assert f"r(d + k) = {trained:,}" in texts and f"d·k = {layer.base_layer.weight.numel():,}" in texts
+
+
+def test_the_placement_diagram_tags_every_method_of_chapter_4():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_lib.study.diagrams import METHOD_COLORS, layer_methods
+
+    figure = layer_methods()
+    tagged = {t.get_bbox_patch().get_facecolor() for t in figure.axes[0].texts if t.get_bbox_patch() is not None}
+    plt.close(figure)
+    assert {matplotlib.colors.to_rgba(c) for c in METHOD_COLORS.values()} == tagged

@@ -65,3 +65,76 @@ def lora_layer(d: int = 384, k: int = 384, r: int = 8) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+METHOD_COLORS = {
+    "LoRA": "#0072B2",
+    "Houlsby": "#009E73",
+    "Pfeiffer": "#CC79A7",
+    "(IA)³": "#D55E00",
+    "BitFit": "#E69F00",
+}
+
+
+def layer_methods() -> Figure:
+    """One BERT layer, input at the bottom, with where each method of chapter 4 acts: the three
+    projections feeding the attention, the two residual connections, and a tag per method."""
+    fig, ax = plt.subplots(figsize=(8.4, 7))
+    ax.set(xlim=(0, 10.5), ylim=(-0.4, 10.6))
+    ax.axis("off")
+
+    def box(x, y, w, text, color="#f2f2f2"):
+        ax.add_patch(Rectangle((x, y), w, 0.7, fc=color, ec="#444444", lw=1))
+        ax.text(x + w / 2, y + 0.35, text, ha="center", va="center", fontsize=10)
+
+    def tag(x, y, text, method):
+        ax.text(
+            x,
+            y,
+            text,
+            ha="left",
+            va="center",
+            fontsize=9,
+            color="white",
+            bbox={"boxstyle": "round,pad=0.25", "fc": METHOD_COLORS[method], "ec": "none"},
+        )
+
+    def arrow(start, end, **style):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10, color=INK, lw=1, **style))
+
+    box(1.5, 0, 4, "input hidden states $h$")
+    for x, name in [(0.6, r"query $W_q$"), (2.55, r"key $W_k$"), (4.5, r"value $W_v$")]:
+        box(x, 1.4, 1.6, name)
+        arrow((3.5, 0.72), (x + 0.8, 1.38))
+        arrow((x + 0.8, 2.12), (3.5 + (x - 2.55) * 0.35, 3.38))
+    tag(0.45, 2.45, r"LoRA  $+\frac{\alpha}{r}BA$", "LoRA")
+    tag(2.6, 2.45, r"(IA)³  $\ell_k \odot$", "(IA)³")
+    tag(4.55, 2.45, r"LoRA  $+\frac{\alpha}{r}BA$", "LoRA")
+    tag(4.55, 2.95, r"(IA)³  $\ell_v \odot$", "(IA)³")
+    box(1.5, 3.4, 4, r"$\mathrm{softmax}(QK^\top/\sqrt{d})\,V$")
+    box(1.5, 4.6, 4, "attention output (dense)")
+    tag(6.3, 4.95, "Houlsby adapter 1", "Houlsby")
+    box(1.5, 5.8, 4, "add & LayerNorm")
+    box(1.5, 7.0, 4, "intermediate (dense) + GELU")
+    tag(6.3, 7.35, r"(IA)³  $\ell_{ff} \odot$ the activation", "(IA)³")
+    box(1.5, 8.2, 4, "output (dense)")
+    tag(6.3, 8.55, "Houlsby adapter 2", "Houlsby")
+    box(1.5, 9.4, 4, "add & LayerNorm")
+    tag(6.3, 9.95, "Pfeiffer adapter (after it)", "Pfeiffer")
+    for y0, y1 in [(4.1, 4.58), (5.3, 5.78), (6.5, 6.98), (7.7, 8.18), (8.9, 9.38)]:
+        arrow((3.5, y0), (3.5, y1))
+    # the residual connections: the layer's input to the first Add & Norm, its output to the second
+    arrow((1.5, 0.35), (1.5, 6.15), connectionstyle="bar,fraction=-0.12", linestyle="--")
+    arrow((1.5, 6.15), (1.5, 9.75), connectionstyle="bar,fraction=-0.15", linestyle="--")
+    ax.text(0.15, 3.2, "residual", rotation=90, fontsize=8, color=INK, va="center")
+    ax.text(
+        6.3,
+        0.35,
+        "BitFit: every bias of every dense layer and LayerNorm",
+        fontsize=9,
+        va="center",
+        color="white",
+        bbox={"boxstyle": "round,pad=0.25", "fc": METHOD_COLORS["BitFit"], "ec": "none"},
+    )
+    fig.tight_layout()
+    return fig
