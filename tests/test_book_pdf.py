@@ -58,10 +58,3 @@ def test_the_chapters_figures_and_tables_are_numbered(text):
     assert re.search(r"Fig\. [\d.]+: \w", text), "no numbered, captioned figure in the PDF"
     assert re.search(r"Table [\d.]+: \w", text), "no numbered, captioned table in the PDF"
 
-
-def test_the_first_numbered_chapter_is_why_low_rank(text):
-    """The introduction is not a numbered chapter, so the PDF's chapter numbers are the text's."""
-    contents = text[: text.find("Bibliography")] if "Bibliography" in text else text
-    first = re.search(r"^\s*1\s+(\S[^\n.]*?)\s*\.{2,}|^\s*Chapter\s+1\s*\n+\s*(\S[^\n]*)", contents, re.M)
-    assert first, "the PDF's table of contents numbers no chapter 1"
-    assert (first.group(1) or first.group(2)).strip().lower().startswith("why low rank"), first.group(0)
