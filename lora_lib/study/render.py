@@ -112,31 +112,6 @@ def loss_curves(records: list[Record]) -> Figure:
     return fig
 
 
-def seed_spread(summary: pd.DataFrame, results: pd.DataFrame) -> Figure:
-    """Every seed's accuracy per configuration (a strip plot) beside the mean (a point plot)."""
-    runs = results.merge(summary[["group", "label"]], on="group")
-    order = list(summary["label"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    data = runs.assign(accuracy=runs["dev_accuracy"] * 100)
-    sns.stripplot(data=data, y="label", x="accuracy", order=order, color="#0072B2", alpha=0.6, size=5, ax=ax)
-    sns.pointplot(
-        data=data,
-        y="label",
-        x="accuracy",
-        order=order,
-        color="#000000",
-        linestyle="none",
-        errorbar=None,
-        markers="|",
-        markersize=12,
-        ax=ax,
-    )
-    ax.set(xlabel="SST-2 validation accuracy (%)", ylabel="")
-    ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    return fig
-
-
 def search_curves(search: pd.DataFrame, panels: dict[str, list[str]]) -> Figure:
     """Held-out accuracy against the learning rate (log scale), a line per configuration, one
     panel per entry of ``panels`` (title: configurations); each line's best rate is filled.
