@@ -13,7 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .aggregate import label_of, method_order
+from .aggregate import config_label, label_of, method_order
 from .record import Record
 from .stats import t_interval
 
@@ -84,30 +84,40 @@ def accuracy_plot(summary: pd.DataFrame, x: str, xlabel: str, log: bool = False)
 
 
 def loss_curves(records: list[Record]) -> Figure:
-    """The training loss of every run against the epoch, one colour per method."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    seen = set()
-    for record in sorted(records, key=lambda r: r.run_id):
+    """The training loss against the epoch, one line per configuration: the mean over its seeds
+    with a band of one standard deviation (seaborn), in its method's colour; LoRA's
+    configurations in LoRA's colour, told apart by line style."""
+    rows = []
+    for record in records:
         curve = pd.DataFrame(record.history.train)
         if curve.empty:
             continue
-        method = record.method
-        rank = record.config.hparams.get("rank")
-        label = label_of(method, rank)
-        style = _style(method)
-        ax.plot(
-            curve["epoch"],
-            curve["loss"],
-            color=style["color"],
-            alpha=0.7,
+        label = config_label(record.method, record.config.hparams)
+        rows.append(curve[["epoch", "loss"]].assign(configuration=label, method=record.method))
+    if not rows:
+        raise ValueError("no run logged a training loss: the records hold no history")
+    curves = pd.concat(rows, ignore_index=True)
+    order = curves.drop_duplicates("configuration").sort_values("method", key=lambda m: m.map(method_order))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    dashes = ["", (4, 2), (1, 1), (6, 2, 1, 2), (3, 1, 1, 1), (8, 3)]
+    lora_seen = 0
+    for configuration, method in zip(order["configuration"], order["method"]):
+        style = {"dashes": dashes[lora_seen % len(dashes)]} if method == "lora" else {}
+        lora_seen += method == "lora"
+        sns.lineplot(
+            data=curves[curves["configuration"] == configuration],
+            x="epoch",
+            y="loss",
+            errorbar="sd",
+            color=_style(method)["color"],
             linewidth=1,
-            linestyle="-" if method != "lora" else ["-", "--", ":", "-."][int(np.log2(rank or 1)) % 4],
-            label=None if label in seen else label,
+            label=configuration,
+            ax=ax,
+            **style,
         )
-        seen.add(label)
-    ax.set(xlabel="epoch", ylabel="training loss")
+    ax.set(xlabel="epoch", ylabel="training loss, mean over seeds ± sd")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=6.5, ncol=2)
     fig.tight_layout()
     return fig
 
