@@ -59,4 +59,3 @@ def test_the_chapters_figures_and_tables_are_numbered(text):
     """The captions the HTML shows reach the PDF too."""
     assert re.search(r"Fig\. [\d.]+: \w", text), "no numbered, captioned figure in the PDF"
     assert re.search(r"Table [\d.]+: \w", text), "no numbered, captioned table in the PDF"
-

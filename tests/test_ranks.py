@@ -72,3 +72,23 @@ def test_the_rank_plot_draws_each_series_with_its_intervals_and_names_changed_ra
     assert len(bars) == 2 and list(ax.get_xticks()) == [1, 4, 16]
     assert [t.get_text() for t in ax.texts] == ["0.001", "0.001", "0.002"]  # only the series whose rate changes
     plt.close(figure)
+
+
+def test_the_loss_curves_draw_one_line_per_configuration_over_its_seeds():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_lib.study import render
+
+    records = [*runs_of(1, 40), *runs_of(4, 20)]  # two configurations, five seeds each
+    for i, record in enumerate(records):
+        offset = 0.01 * (i % 5)  # seed i's curve sits 0.01 i above the others
+        record.history.train = [{"step": s, "epoch": s / 4, "loss": 0.7 - 0.1 * s + offset} for s in (1, 2, 3)]
+    figure = render.loss_curves(records)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["LoRA r=1", "LoRA r=4"]
+    # each line is the mean over the seeds: the five seeds' offsets 0 to 0.04 average 0.02
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.62, 0.52, 0.42])
+    plt.close(figure)
