@@ -38,6 +38,14 @@ def test_a_step_after_r_2_is_found_and_nothing_is_resolved_above_it():
     assert answer.slope.estimate == pytest.approx(np.polyfit([0, 1, 2, 3], [90, 90, 95, 95], 1)[0])
 
 
+def test_the_conclusion_is_made_of_each_series_structured_answer():
+    up = ranks.rank_answer([*runs_of(1, 40), *runs_of(2, 40), *runs_of(4, 20), *runs_of(8, 20)], 1e-3, labels=LABELS)
+    down = ranks.rank_answer([*runs_of(1, 20), *runs_of(2, 20), *runs_of(4, 40)], 1e-3, labels=LABELS)
+    text = ranks.rank_conclusion({"at one rate": up, "elsewhere": down})
+    assert text.count("helps") == 1 and text.count("hurts") == 1
+    assert f"r = {up.flat_from} on" in text and "a step down resolved" in text and "no step down resolved" in text
+
+
 def test_a_resolved_step_down_says_the_series_is_not_monotone():
     records = [*runs_of(1, 20), *runs_of(2, 20), *runs_of(4, 40)]
     answer = ranks.rank_answer(records, 1e-3, labels=LABELS)

@@ -163,3 +163,22 @@ def rank_steps_frame(answers: dict[str, RankAnswer]) -> pd.DataFrame:
         {name: [str(a.steps[s]) if s in a.steps else "–" for s in steps] for name, a in answers.items()},
         index=pd.Index([f"r = {a} → {b}" for a, b in steps], name="step"),
     )
+
+
+def rank_conclusion(answers: dict[str, RankAnswer]) -> str:
+    """What the rank series say together, in words: per series (named by ``answers``' keys) whether
+    the step from the small ranks helps, from which rank nothing more is resolved, and whether a
+    step down is."""
+
+    def step(answer: RankAnswer) -> str:
+        i = answer.small_to_large
+        verdict = "helps" if i.low > 0 else "hurts" if i.high < 0 else "is not resolved"
+        return f"going from r ≤ {SMALL_RANKS} to the higher ranks {verdict} ({i.low:+.2f} to {i.high:+.2f} points)"
+
+    return (
+        "; ".join(
+            f"{name}, {step(a)}, from r = {a.flat_from} on no rank is resolved above a lower one, and {a.monotone}"
+            for name, a in answers.items()
+        )
+        + "."
+    )
