@@ -115,3 +115,20 @@ def test_no_backtick_fence_in_the_book_carries_a_backtick_in_its_argument():
         if re.match(r"^(`{3,})\{", line) and "`" in line[len(re.match(r"^`+", line).group(0)) :]
     ]
     assert not broken, f"backtick fences whose argument holds a backtick: {broken}"
+
+
+def test_every_label_of_the_book_is_unique_and_every_glue_key_is_glued_once_per_page():
+    """Sphinx warns on a label defined twice across pages and myst-nb on a key glued twice in a
+    page, and the book builds with -W: caught here in a second instead of after the build."""
+    import re
+    from collections import Counter
+
+    book = Path(__file__).resolve().parent.parent / "book"
+    labels, glued_twice = Counter(), []
+    for page in sorted(book.glob("*.md")):
+        text = page.read_text()
+        labels.update(re.findall(r"^:name: (\S+)", text, re.M) + re.findall(r"^\((\S+)\)=$", text, re.M))
+        keys = Counter(re.findall(r"""^\s*glue\(\s*["']([\w-]+)["']""", text, re.M))
+        glued_twice += [f"{page.name}: {key}" for key, n in keys.items() if n > 1]
+    assert not [label for label, n in labels.items() if n > 1], labels.most_common(3)
+    assert not glued_twice, glued_twice
