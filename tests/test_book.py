@@ -132,7 +132,7 @@ const visible = e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: 
 return {
   text: article.innerText,
   first_screen: Array.from(article.querySelectorAll('h1, p, li'))
-    .filter(e => e.getBoundingClientRect().top < window.innerHeight && visible(e)).map(e => e.innerText).join('\n'),
+    .filter(e => e.getBoundingClientRect().top < window.innerHeight && visible(e)).map(e => e.innerText).join(' '),
   text_outside_code: source.textContent,
   images: Array.from(article.querySelectorAll('img')).map(img => {
     const figure = img.closest('figure');
