@@ -16,7 +16,7 @@ from lora_lib import load_adapter, load_model
 from lora_lib.study import train as train_module
 from lora_lib.study.config import RunConfig
 from lora_lib.study.machine import resolve_device
-from lora_lib.study.record import load_record, save_record
+from lora_lib.study.record import SCHEMA_VERSION, load_record, save_record
 from lora_lib.study.train import NaNLossError, RecordExistsError, run, train
 
 
@@ -41,7 +41,7 @@ def test_tiny_run_writes_a_record_that_validates(sst2_dir, tmp_path):
     record = run(tiny_config(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lora_r4_s0.json", "lora_r4_s0.safetensors"]
     assert load_record(tmp_path / "lora_r4_s0.json") == record
-    assert record.schema_version == 3 and record.adapter_file == "lora_r4_s0.safetensors"
+    assert record.schema_version == SCHEMA_VERSION and record.adapter_file == "lora_r4_s0.safetensors"
     hparams = {"rank": 4, "alpha": 16, "targets": ["query", "value"], "dropout": 0.0, "use_rslora": False}
     assert record.config.hparams == hparams
     assert record.metrics.eval_split == "validation" and 0 <= record.metrics.dev_accuracy <= 1

@@ -68,6 +68,7 @@ SHOWN_ELSEWHERE = {
     "max_steps",
     "max_train_samples",
     "eval_split",
+    "curve_every",
     "seed",
     "run_id",
     "output_dir",
@@ -137,6 +138,8 @@ def _training(record: Record) -> str:
 def _scored_on(record: Record) -> str:
     """The evaluation split, with its size where the run held it out of the training set."""
     split = record.metrics.eval_split
+    if record.config.curve_every is not None:  # a learning curve: both, the held-out sentences choosing
+        return f"sentences ({record.config.holdout_size:,}) and validation, every {record.config.curve_every:g} epoch"
     return split if split == "validation" else f"{split} ({record.config.holdout_size:,})"
 
 

@@ -44,6 +44,11 @@ class RunConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    # Warm up over this many steps instead of a share of the run: a run made longer then starts
+    # the same way (the third study's curves, whose rate stays constant after the warm-up).
+    warmup_steps: int | None = Field(None, ge=0)
+    # After the warm-up the rate decays linearly to zero at the run's end, or stays constant.
+    lr_schedule: Literal["linear", "constant"] = "linear"
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 0
     max_train_samples: int | None = Field(None, ge=1)  # None: the whole training set
@@ -52,6 +57,10 @@ class RunConfig(BaseModel):
     # phrases, which overlap training (the first study's search).
     eval_split: Literal["validation", "sentences", "holdout"] = "validation"
     holdout_size: int = Field(1000, ge=1)
+    # A learning curve (the third study): every this many epochs, evaluate on the clean tuning
+    # slice (``holdout_size`` whole training sentences, taken out of training as eval_split
+    # "sentences" does) and on the validation split, keeping each sentence's prediction. None: no curve.
+    curve_every: float | None = Field(None, gt=0)
     max_length: int = Field(MAX_LENGTH, ge=8)
     precision: Literal["fp32", "bf16"] = "fp32"
     # The AdamW implementation: None is transformers' default (torch's fused AdamW since torch 2.8;
@@ -68,6 +77,13 @@ class RunConfig(BaseModel):
         check_method(self.method, self.hparams)
         if self.lr is None and self.loraplus_ratio is not None:
             raise ValueError("the study chose no learning rate for LoRA+ (loraplus_ratio): pass lr, A's rate")
+        if self.curve_every is not None and self.eval_split != "validation":
+            raise ValueError(
+                "curve_every evaluates on the held-out sentences and on the validation split, and reports "
+                f"the validation split at the end: set eval_split='validation', not {self.eval_split!r}"
+            )
+        if self.curve_every is not None and self.max_steps is not None:
+            raise ValueError("curve_every is a share of an epoch: set epochs, not max_steps")
         if self.lr is None:
             self.lr = study_rate(self.method, self.hparams)
         if self.run_id is None:

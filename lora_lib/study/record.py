@@ -7,6 +7,9 @@ first study) are read as they are: version 2 added the per-example predictions a
 config's ``head``, which every version 1 run had as ``"frozen-pooler"``. Version 3 keeps the
 predictions in the evaluation split's order: version 2's came in the length-grouped order of
 transformers 5's evaluation sampler (``python -m lora_lib.study.repair FOLDER`` puts them back).
+Version 4 (the third study) adds ``curve``: evaluations during training, each with every
+sentence's predicted label as a string of 0s and 1s (a thousand sentences in a kilobyte);
+earlier records have none.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from lora_lib.files import write_atomic
 
 from .config import RunConfig
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # The training loss a run ends on: the mean of its last logged losses (each already a mean over
 # ``logging_steps`` steps), so that one noisy log does not stand for the end of training.
 TAIL_LOGS = 10
@@ -90,6 +93,33 @@ class Predictions(BaseModel):
         return values
 
 
+class SplitScore(BaseModel):
+    """One evaluation of a curve on one split: its accuracy and loss, and each sentence's
+    predicted label in the split's order, as ``"0110..."``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    accuracy: float = Field(ge=0, le=1)
+    loss: float
+    predicted: str = Field(pattern=r"^[01]+$")
+
+    def labels(self) -> list[int]:
+        return [int(c) for c in self.predicted]
+
+
+class CurvePoint(BaseModel):
+    """The evaluations after ``step`` steps, ``train_seconds`` of training (evaluations
+    excluded), with the machine's 1-minute load average then."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    step: int = Field(ge=1)
+    epoch: float
+    train_seconds: float = Field(ge=0)
+    load_average: float
+    splits: dict[str, SplitScore]
+
+
 class Record(BaseModel):
     """One finished run."""
 
@@ -108,6 +138,7 @@ class Record(BaseModel):
     adapter_file: str | None = None
     analysis: dict | None = None
     predictions: Predictions | None = None
+    curve: list[CurvePoint] | None = None
 
     @model_validator(mode="before")
     @classmethod

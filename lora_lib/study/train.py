@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import sys
 import tempfile
 import time
@@ -26,9 +27,9 @@ from lora_lib.params import decay_parameter_names
 from lora_lib.variants import loraplus_param_groups
 
 from .config import RunConfig
-from .data import PadPerBatch, evaluation_split, load_sst2, subsample, tokenize
+from .data import PadPerBatch, evaluation_split, hold_out_sentences, load_sst2, subsample, tokenize
 from .machine import bf16_supported, environment, peak_rss_mb, reset_peak_rss, resolve_device
-from .record import SCHEMA_VERSION, Predictions, Record, save_record
+from .record import SCHEMA_VERSION, CurvePoint, Predictions, Record, SplitScore, save_record
 
 
 class NaNLossError(FloatingPointError):
@@ -96,6 +97,63 @@ class _Accuracy:
         return {"accuracy": float((predicted == labels).mean())}
 
 
+class _Curve(TrainerCallback):
+    """Evaluates on each of ``splits`` at the steps in ``steps`` (``RunConfig.curve_every``),
+    keeping every sentence's predicted label, the training time so far and the machine's load.
+
+    Each split is evaluated sorted by length, which pads far less than the split's own order
+    (a quarter of a run's time went to its curve's padding), and its predictions are put back in
+    the split's order."""
+
+    def __init__(self, trainer: _MeasuredTrainer, splits: dict, steps: set[int], progress: bool = True):
+        self.trainer, self.steps, self.progress = trainer, steps, progress
+        orders = {name: np.argsort(dataset["length"], kind="stable") for name, dataset in splits.items()}
+        self.splits = {name: (dataset.select(orders[name]), orders[name]) for name, dataset in splits.items()}
+        self.points: list[CurvePoint] = []
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step not in self.steps:
+            return
+        trainer = self.trainer
+        # An evaluation's log clears the step's flags: the training loss due at this step would go unlogged.
+        flags = {flag: getattr(control, flag) for flag in ("should_log", "should_evaluate", "should_save")}
+        scores = {}
+        for name, (by_length, order) in self.splits.items():
+            metrics = trainer.evaluate(eval_dataset=by_length, metric_key_prefix=f"curve_{name}")
+            labels = np.empty(len(order), dtype=int)
+            labels[order] = trainer.accuracy.predictions.label
+            labels = "".join(map(str, labels))
+            scores[name] = SplitScore(
+                accuracy=metrics[f"curve_{name}_accuracy"], loss=metrics[f"curve_{name}_loss"], predicted=labels
+            )
+        seconds = time.perf_counter() - self.start - trainer.eval_seconds
+        self.points.append(
+            CurvePoint(
+                step=state.global_step,
+                epoch=round(state.epoch or 0.0, 4),
+                train_seconds=seconds,
+                load_average=os.getloadavg()[0],
+                splits=scores,
+            )
+        )
+        for flag, value in flags.items():
+            setattr(trainer.control, flag, value)
+        if self.progress:
+            said = ", ".join(f"{name} {score.accuracy:.4f}" for name, score in scores.items())
+            print(f"curve at step {state.global_step} (epoch {state.epoch:.2f}): {said}", flush=True)
+        return trainer.control
+
+
+def curve_steps(train_size: int, batch_size: int, epochs: float, every: float) -> list[int]:
+    """The steps at which a run of ``epochs`` evaluates its curve, every ``every`` epochs: the
+    nearest step to each multiple, and the last step."""
+    per_epoch = math.ceil(train_size / batch_size)
+    last = math.ceil(per_epoch * epochs)
+    steps = {round(k * every * per_epoch) for k in range(1, int(epochs / every + 1e-9) + 1)}
+    return sorted({step for step in steps if 0 < step <= last} | {last})
+
+
 class _MeasuredTrainer(Trainer):
     """Counts the examples and real tokens it trains on, and keeps evaluation out of the training time."""
 
@@ -104,6 +162,7 @@ class _MeasuredTrainer(Trainer):
     train_tokens = 0
 
     loraplus_ratio: float | None = None  # LoRA+: B's rate over A's
+    accuracy: _Accuracy | None = None  # the compute_metrics, whose last predictions a curve point keeps
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model)
@@ -136,9 +195,28 @@ class _MeasuredTrainer(Trainer):
 
 def prepare_data(config: RunConfig, tokenizer):
     """The tokenized training set and evaluation split that ``config`` asks for."""
-    train, evaluation = evaluation_split(load_sst2(config.data_dir), config.eval_split, config.holdout_size)
+    train, evaluation, _ = prepare_splits(config, tokenizer)
+    return train, evaluation
+
+
+def prepare_splits(config: RunConfig, tokenizer):
+    """``(training set, evaluation split, curve splits)``, tokenized. The curve splits (a run with
+    ``curve_every``) are the clean tuning slice, whose sentences leave the training set, and the
+    validation split; ``{}`` otherwise."""
+    splits = load_sst2(config.data_dir)
+    train, evaluation = evaluation_split(splits, config.eval_split, config.holdout_size)
+    curve = {}
+    if config.curve_every is not None:
+        train, held_out = hold_out_sentences(train, config.holdout_size)
+        curve = {"sentences": held_out, "validation": evaluation}
     train = subsample(train, config.max_train_samples, config.seed)
-    return tokenize(train, tokenizer, config.max_length), tokenize(evaluation, tokenizer, config.max_length)
+
+    def encode(dataset):
+        return tokenize(dataset, tokenizer, config.max_length)
+
+    evaluation = encode(evaluation)
+    curve = {name: evaluation if name == "validation" else encode(dataset) for name, dataset in curve.items()}
+    return encode(train), evaluation, curve
 
 
 def run(config: RunConfig | dict, overwrite: bool = False) -> Record:
@@ -172,14 +250,15 @@ def training_arguments(config: RunConfig, device: str, scratch: str) -> Training
         max_steps=config.max_steps if config.max_steps is not None else -1,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
-        warmup_steps=config.warmup_ratio,
+        # transformers reads a warmup_steps below 1 as a share of the run's steps
+        warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
-        lr_scheduler_type="linear",
+        lr_scheduler_type="constant_with_warmup" if config.lr_schedule == "constant" else "linear",
         train_sampling_strategy="group_by_length",
         seed=config.seed,
         bf16=config.precision == "bf16",
         use_cpu=device == "cpu",
-        eval_strategy="epoch" if config.max_steps is None else "no",
+        eval_strategy="epoch" if config.max_steps is None and config.curve_every is None else "no",
         save_strategy="no",
         logging_steps=config.logging_steps,
         logging_nan_inf_filter=False,
@@ -203,7 +282,7 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
     model, tokenizer = load_model(config.model_name, head=config.head)
     apply_method(model, config.method, **config.hparams)
     params = count_parameters(model)
-    train_set, eval_set = prepare_data(config, tokenizer)
+    train_set, eval_set, curve_sets = prepare_splits(config, tokenizer)
     # A full fine-tuning run keeps the spectrum of its query and value updates (chapter 6):
     # a few kilobytes in the record, where the weights themselves would be megabytes.
     before = query_value_weights(model) if config.method == "full" else None
@@ -218,13 +297,22 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
             compute_metrics=accuracy,
             callbacks=[history],
         )
-        trainer.loraplus_ratio = config.loraplus_ratio
+        trainer.loraplus_ratio, trainer.accuracy = config.loraplus_ratio, accuracy
+        curve = None
+        if curve_sets:
+            steps = curve_steps(len(train_set), config.batch_size, config.epochs, config.curve_every)
+            curve = _Curve(trainer, curve_sets, set(steps))
+            trainer.add_callback(curve)
         # Measure the training's memory, not the data preparation's (the same for every method).
         gc.collect()
         peak_window = "training" if reset_peak_rss() else "process"
+        load_start = os.getloadavg()[0]
         start = time.perf_counter()
+        if curve is not None:
+            curve.start = start
         trainer.train()
         train_seconds = time.perf_counter() - start - trainer.eval_seconds
+        load_end = os.getloadavg()[0]
         # The evaluation after the last epoch is the final one; evaluate only if there was none.
         if not history.eval or history.eval[-1]["step"] != trainer.state.global_step:
             trainer.evaluate()
@@ -256,10 +344,15 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
             "peak_rss_window": peak_window,
             "device": device,
             "precision": config.precision,
+            # Other work on the machine slows a run: the 1-minute load average as training
+            # started and ended (a run alone on it holds about its torch threads' worth).
+            "load_average_start": load_start,
+            "load_average_end": load_end,
         },
         history={"train": history.train, "eval": history.eval},
         environment=environment(),
         predictions=accuracy.predictions,
         analysis={"full_update_singular_values": update_singular_values(before, model)} if before else None,
+        curve=curve.points if curve is not None else None,
     )
     return record, model

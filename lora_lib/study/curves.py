@@ -1,0 +1,121 @@
+"""The third study's learning curves, and the rules stated before its runs (studies/v3/search.yml).
+
+- ``selected_point(record)``: the checkpoint a run reports, the point of its curve with the
+  highest accuracy on the clean tuning slice (the earliest of equals); the validation split
+  chooses nothing.
+- ``last_epoch_rise(records)``: how much a configuration's clean-slice accuracy rose over its
+  last epoch, in points; ``is_flat`` applies the rule (at most ``FLAT_RISE``).
+- ``contended(record)``: whether other work shared the machine during a run, from its load averages.
+- ``curve_frame(records)``: one row per run, point and split, for plots and tables.
+- ``accuracy_within(record, minutes)``: the last point reached within a budget of training time.
+- ``chosen_rate(records, current)``: the long-schedule search's rate, by the selected points.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from .record import CurvePoint, Record
+
+SELECTION_SPLIT = "sentences"  # the clean tuning slice: what chooses a checkpoint or a rate
+FLAT_RISE = 0.3  # points: a curve whose last epoch rose more than this over the one before still rises
+CONTENDED_LOAD = 1.5  # times the machine's cores: a load average above it means other work shared the machine
+
+
+class CurveError(ValueError):
+    """A record without a learning curve, or curves that cannot be compared."""
+
+
+def _curve(record: Record) -> list[CurvePoint]:
+    if not record.curve:
+        raise CurveError(f"run {record.run_id} has no learning curve (it ran without curve_every)")
+    return record.curve
+
+
+def selected_point(record: Record, split: str = SELECTION_SPLIT) -> CurvePoint:
+    """The point of the run's curve with the highest accuracy on ``split`` (the earliest of equals)."""
+    curve = _curve(record)
+    scores = [point.splits[split].accuracy for point in curve]
+    return curve[int(np.argmax(scores))]  # argmax returns the first of equal maxima
+
+
+def last_epoch_rise(records: list[Record], split: str = SELECTION_SPLIT) -> float:
+    """The seeds' mean accuracy on ``split`` over the points of the last epoch, minus the mean
+    over the epoch before, in points. A CurveError if the runs trained less than two epochs or
+    their curves' points differ."""
+    curves = [_curve(record) for record in records]
+    epochs = [point.epoch for point in curves[0]]
+    if any([point.epoch for point in curve] != epochs for curve in curves):
+        raise CurveError("the runs' curves have different points: " + ", ".join(r.run_id for r in records))
+    end = epochs[-1]
+    if end < 2:
+        raise CurveError(f"a curve of {end:g} epochs has no epoch before its last")
+    accuracy = np.array([[point.splits[split].accuracy for point in curve] for curve in curves]).mean(axis=0)
+    epoch = np.array(epochs)
+    last = accuracy[epoch > end - 1 + 1e-9].mean()
+    before = accuracy[(epoch > end - 2 + 1e-9) & (epoch <= end - 1 + 1e-9)].mean()
+    return float(100 * (last - before))
+
+
+def is_flat(records: list[Record], split: str = SELECTION_SPLIT) -> bool:
+    """Whether the configuration's curve has flattened by its end: its last epoch rose at most
+    ``FLAT_RISE`` points over the epoch before."""
+    return last_epoch_rise(records, split) <= FLAT_RISE
+
+
+def contended(record: Record, cores: int | None = None) -> bool:
+    """Whether a load average the run recorded (as training started and ended, and at each
+    point) exceeds ``CONTENDED_LOAD`` times the cores (the record's machine's, else this one's)."""
+    cores = cores or record.environment.get("cpu_count") or os.cpu_count()
+    loads = [record.cost.model_extra.get("load_average_start"), record.cost.model_extra.get("load_average_end")]
+    loads += [point.load_average for point in record.curve or []]
+    known = [load for load in loads if load is not None]
+    if not known:
+        raise CurveError(f"run {record.run_id} recorded no load average (it predates the third study)")
+    return max(known) > CONTENDED_LOAD * cores
+
+
+def curve_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per run, point and split: ``run_id``, ``seed``, ``step``, ``epoch``, ``minutes``
+    of training, ``split``, ``accuracy`` (%) and ``loss``, and ``selected`` (the run's reported point)."""
+    rows = []
+    for record in records:
+        chosen = selected_point(record).step
+        for point in _curve(record):
+            for split, score in point.splits.items():
+                rows.append(
+                    {
+                        "run_id": record.run_id,
+                        "seed": record.seed,
+                        "step": point.step,
+                        "epoch": point.epoch,
+                        "minutes": point.train_seconds / 60,
+                        "split": split,
+                        "accuracy": 100 * score.accuracy,
+                        "loss": score.loss,
+                        "selected": point.step == chosen,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def accuracy_within(record: Record, minutes: float, split: str = "validation") -> float | None:
+    """The accuracy (%) on ``split`` at the run's last point within ``minutes`` of training;
+    ``None`` if its first point came later."""
+    reached = [point for point in _curve(record) if point.train_seconds <= 60 * minutes]
+    return 100 * reached[-1].splits[split].accuracy if reached else None
+
+
+def chosen_rate(records: list[Record], current: float, split: str = SELECTION_SPLIT) -> float:
+    """The rate of the run whose selected point scores highest on ``split`` (one run per rate,
+    one configuration); ``current`` wins a tie."""
+    rates = {record.config.lr: selected_point(record, split).splits[split].accuracy for record in records}
+    if len(rates) != len(records):
+        raise CurveError("one run per rate: " + ", ".join(r.run_id for r in records))
+    if current not in rates:
+        raise CurveError(f"no run at the current rate {current:g}: " + ", ".join(r.run_id for r in records))
+    best = max(rates.values())
+    return current if rates[current] == best else min(rate for rate, score in rates.items() if score == best)
