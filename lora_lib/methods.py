@@ -190,7 +190,7 @@ def _pfeiffer(
     _add_adapters(model, FFN_OUTPUT_BLOCK, reduction_factor, bottleneck, activation, train_layernorm, True)
 
 
-@register("ia3", "(IA)^3", "(IA)^3 (Liu et al., 2022): learned vectors rescale keys, values and the FFN activation")
+@register("ia3", "(IA)³", "(IA)³ (Liu et al., 2022): learned vectors rescale keys, values and the FFN activation")
 def _ia3(model: nn.Module) -> None:
     """Rescales the key and value projections' outputs and the feed-forward activation.
 

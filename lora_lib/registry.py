@@ -41,7 +41,7 @@ METHODS: dict[str, Method] = {}
 def register(name: str, label: str, description: str):
     """Add ``fn(model, *, hparam=default, ...)`` to the registry under ``name``.
 
-    ``label`` is how tables and figures name the method (``"LoRA"``, ``"(IA)^3"``).
+    ``label`` is how tables and figures name the method (``"LoRA"``, ``"(IA)³"``).
     """
 
     def decorator(fn):

@@ -54,7 +54,7 @@ def test_nothing_to_summarize_is_an_error():
 
 def test_label_of():
     assert label_of("lora", 4) == "LoRA r=4"
-    assert label_of("ia3") == "(IA)^3" and label_of("ia3", None) == "(IA)^3"
+    assert label_of("ia3") == "(IA)³" and label_of("ia3", None) == "(IA)³"
     assert label_of("not-registered") == "not-registered"
     assert label_of("lora", 8, ["query", "value"]) == "LoRA r=8"
     assert label_of("lora", 8, ["query", "value", "pooler.dense"]) == "LoRA r=8 + pooler.dense"

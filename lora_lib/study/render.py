@@ -321,7 +321,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def latex_table(frame: pd.DataFrame) -> str:
     """A results table made for reading (``results_frame``, ``paired_results_frame``) as a
     booktabs LaTeX table."""
-    frame = frame.assign(method=frame["method"].str.replace("(IA)^3", "(IA)$^3$", regex=False))
+    frame = frame.assign(method=frame["method"].str.replace("(IA)³", "(IA)$^3$", regex=False))
     frame["accuracy (%)"] = frame["accuracy (%)"].str.replace("±", r"$\pm$", regex=False)
     frame.columns = [c.replace("%", r"\%") for c in frame.columns]
     return frame.to_latex(index=False, escape=False, column_format="l" + "r" * (len(frame.columns) - 1))
