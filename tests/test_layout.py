@@ -132,3 +132,18 @@ def test_every_label_of_the_book_is_unique_and_every_glue_key_is_glued_once_per_
         glued_twice += [f"{page.name}: {key}" for key, n in keys.items() if n > 1]
     assert not [label for label, n in labels.items() if n > 1], labels.most_common(3)
     assert not glued_twice, glued_twice
+
+
+def test_every_reference_to_a_chapter_is_numbered_by_the_toolchain():
+    """A typed "chapter 5" goes wrong when chapters move (the PDF once numbered them off by one);
+    {numref}`chapter %s <label>` is numbered by Sphinx, in the HTML and the PDF alike."""
+    import re
+
+    book = Path(__file__).resolve().parent.parent / "book"
+    typed = [
+        f"{page.name}:{number}: {line.strip()[:80]}"
+        for page in sorted(book.glob("*.md"))
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1)
+        if re.search(r"\b[Cc]hapter \d", re.sub(r"\{numref\}`[^`]*`", "", line))
+    ]
+    assert not typed, "chapter numbers typed by hand:\n" + "\n".join(typed)

@@ -146,3 +146,24 @@ def test_the_two_intervals_of_each_accuracy_are_set_side_by_side():
         "-1.50 to -0.50",
         "-2.25 to 0.50",
     )
+
+
+def test_a_tables_estimates_and_their_intervals_never_break_inside():
+    import pandas as pd
+
+    from lora_lib.study.render import Table
+
+    frame = pd.DataFrame(
+        {
+            "difference": ["-3.99 [-5.74, -2.24]", "+0.79 (+0.03 to +1.54)"],
+            "p": ["< 0.001", "0.2"],
+            "over seeds": ["85.34 to 89.29", "-0.81 to +0.45"],
+            "verdict": ["below full", "not told apart"],
+        }
+    )
+    rows = [line for line in Table(frame, index=False)._repr_markdown_().splitlines()[2:]]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert [row[0] for row in cells] == ["-3.99 [-5.74,\u00a0-2.24]", "+0.79 (+0.03\u00a0to\u00a0+1.54)"]
+    assert [row[1] for row in cells] == ["<\u00a00.001", "0.2"]
+    assert [row[2] for row in cells] == ["85.34\u00a0to\u00a089.29", "-0.81\u00a0to\u00a0+0.45"]
+    assert [row[3] for row in cells] == ["below full", "not told apart"]  # prose still wraps

@@ -73,3 +73,23 @@ def test_what_has_no_peft_lora_equivalent_is_refused_by_name(tiny, tmp_path, met
     with pytest.raises(ValueError) as err:
         to_peft(model, tmp_path / "adapter")
     assert method in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_study_adapter_exported_to_peft_gives_the_same_logits(tmp_path):
+    """The study's own LoRA r=8 (seed 0), loaded in one call, written in PEFT's format and read
+    back by PeftModel.from_pretrained onto the packaged model with the head it was trained with."""
+    from pathlib import Path
+
+    from lora_lib import from_adapter, load_model
+    from lora_lib.checkpoint import read_adapter
+
+    path = Path(__file__).resolve().parent.parent / "executed" / "lora_r8_s0.safetensors"
+    ours, tokenizer = from_adapter(path)
+    to_peft(ours, tmp_path / "adapter")
+    base, _ = load_model(head=read_adapter(path)[0]["head"])
+    theirs = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+    batch = tokenizer(["a gripping , funny film", "it 's dull and far too long"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected, got = ours.eval()(**batch).logits, theirs(**batch).logits
+    assert (expected - got).abs().max() < 1e-5

@@ -6,6 +6,8 @@ line (``lora_lib.study.report``) picks its own.
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -344,6 +346,30 @@ def _aligned_decimals(frame: pd.DataFrame, most: int = 3) -> pd.DataFrame:
     return out
 
 
+# A number with its interval, "-3.99 [-5.74, -2.24]" or "+0.79 (+0.03 to +1.54)": the interval never split.
+_BOUND = re.compile(r"^[<>≤≥] \d[\d.]*$")
+_RANGE = re.compile(r"^[+\-−]?\d[\d.]* to [+\-−]?\d[\d.]*$")
+NBSP = "\u00a0"
+_ESTIMATE = re.compile(r"^[+\-−]?\d[\d.,]*%? [\[(][^\[\]()]*[\])]$")
+
+
+def unbreakable_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each cell that holds an estimate and its interval with non-breaking spaces inside the
+    interval, so that neither a browser nor LaTeX breaks a line inside it (the PDF split
+    "-5.83 to -" / "2.22)"); a narrow column may still set the interval under its estimate.
+    A bound, "< 0.001", and an interval alone, "85.34 to 89.29", are one unit too."""
+
+    def bind(cell):
+        if isinstance(cell, str) and (_BOUND.match(cell) or _RANGE.match(cell)):  # "< 0.001", "85.34 to 89.29"
+            return cell.replace(" ", NBSP)
+        if not (isinstance(cell, str) and _ESTIMATE.match(cell)):
+            return cell
+        estimate, interval = cell.split(" ", 1)
+        return estimate + " " + interval.replace(" ", NBSP)
+
+    return frame.map(bind)
+
+
 class Table:
     """A DataFrame shown as a GitHub-flavoured markdown table: glued into a numbered, captioned
     ``{table}`` directive, it is an HTML table in the web book and a LaTeX table in the PDF."""
@@ -352,7 +378,8 @@ class Table:
         self.frame, self.index = frame, index
 
     def _repr_markdown_(self) -> str:
-        return _aligned_decimals(self.frame).to_markdown(index=self.index, disable_numparse=True)
+        frame = unbreakable_intervals(_aligned_decimals(self.frame))
+        return frame.to_markdown(index=self.index, disable_numparse=True)
 
     def __repr__(self) -> str:
         return self.frame.to_string(index=self.index)
