@@ -179,3 +179,20 @@ def test_the_curve_frame_has_a_row_per_point_and_split_and_marks_the_selected_po
     selected = frame[frame["selected"] & (frame["split"] == "validation")]
     assert selected.set_index("run_id")["step"].to_dict() == {"a": 20, "b": 30}
     assert frame["minutes"].max() == pytest.approx(3.0)
+
+
+def test_the_summary_of_curve_runs_reads_each_runs_selected_point_and_cost(tmp_path, capsys):
+    from lora_lib.study.curves import main, run_summary
+    from lora_lib.study.record import save_record
+
+    record = curve_record("a", clean=[85, 87, 88, 87] * 2, validation=[84, 86, 89, 85] * 2, loads=(2.0, 3.5))
+    cost = record.cost.model_copy(update={"eval_seconds": 120.0})
+    row = run_summary([record.model_copy(update={"cost": cost})]).loc["a"]
+    assert row["selected epoch"] == 0.75 and row["validation at selected (%)"] == pytest.approx(89.0)
+    assert row["validation at end (%)"] == pytest.approx(85.0) and row["last epoch's rise (points)"] == pytest.approx(
+        0.0
+    )
+    assert row["points (min)"] == pytest.approx(2.0) and bool(row["contended"])
+    save_record(record, tmp_path)
+    main([str(tmp_path)])
+    assert "a" in capsys.readouterr().out.splitlines()[-1]

@@ -119,3 +119,52 @@ def chosen_rate(records: list[Record], current: float, split: str = SELECTION_SP
         raise CurveError(f"no run at the current rate {current:g}: " + ", ".join(r.run_id for r in records))
     best = max(rates.values())
     return current if rates[current] == best else min(rate for rate, score in rates.items() if score == best)
+
+
+def run_summary(records: list[Record]) -> pd.DataFrame:
+    """One row per curve run: its rate, the selected point (epoch, held-out and validation
+    accuracy there), the validation accuracy at the end, the last epoch's rise on the held-out
+    sentences, the training minutes and the minutes its points took, and whether it was contended."""
+    rows = []
+    for record in records:
+        chosen, last = selected_point(record), _curve(record)[-1]
+        seconds = record.cost.model_extra.get("eval_seconds")
+        rows.append(
+            {
+                "run_id": record.run_id,
+                "lr": record.config.lr,
+                "selected epoch": chosen.epoch,
+                "held-out at selected (%)": 100 * chosen.splits[SELECTION_SPLIT].accuracy,
+                "validation at selected (%)": 100 * chosen.splits["validation"].accuracy,
+                "validation at end (%)": 100 * last.splits["validation"].accuracy,
+                "last epoch's rise (points)": last_epoch_rise([record]) if last.epoch >= 2 else None,
+                "training (min)": record.cost.train_seconds / 60,
+                "points (min)": None if seconds is None else seconds / 60,
+                "contended": contended(record),
+            }
+        )
+    return pd.DataFrame(rows).set_index("run_id")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lora_lib.study.curves FOLDER``: the curve runs in FOLDER, a row each."""
+    import argparse
+
+    from .record import load_records
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", help="a folder of records written with curve_every")
+    args = parser.parse_args(argv)
+    records = [record for record in load_records(args.folder) if record.curve]
+    if not records:
+        raise SystemExit(f"{args.folder}: no record with a learning curve")
+    from .aggregate import format_lr
+
+    summary = run_summary(records).round(2)
+    summary["lr"] = [format_lr(record.config.lr) for record in records]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -348,6 +348,7 @@ def train(config: RunConfig | dict) -> tuple[Record, torch.nn.Module]:
             # started and ended (a run alone on it holds about its torch threads' worth).
             "load_average_start": load_start,
             "load_average_end": load_end,
+            "eval_seconds": trainer.eval_seconds,  # the evaluations during training (a curve's points)
         },
         history={"train": history.train, "eval": history.eval},
         environment=environment(),
