@@ -196,3 +196,39 @@ def test_the_summary_of_curve_runs_reads_each_runs_selected_point_and_cost(tmp_p
     save_record(record, tmp_path)
     main([str(tmp_path)])
     assert "a" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_mean_curves_average_each_configurations_seeds_point_by_point_and_name_the_successors():
+    from lora_lib.study.curves import curve_label, mean_curves
+
+    runs = [
+        curve_record("lora_s0", [80, 86, 88], validation=[80, 85, 87], seed=0),
+        curve_record("lora_s1", [80, 86, 88], validation=[82, 87, 89], seed=1),
+        curve_record("rslora_s0", [80, 86, 88], hparams={"rank": 8, "use_rslora": True}),
+    ]
+    assert [curve_label(r) for r in runs] == ["LoRA r=8", "LoRA r=8", "rsLoRA r=8"]
+    curves = mean_curves(runs).set_index(["configuration", "step"])
+    assert curves.loc[("LoRA r=8", 20), "accuracy"] == pytest.approx(86.0)
+    assert curves.loc[("LoRA r=8", 20), "sd"] == pytest.approx(2**0.5) and curves.loc[("LoRA r=8", 20), "seeds"] == 2
+    assert (
+        curves.loc[("rsLoRA r=8", 30), "accuracy"] == pytest.approx(87.0) and curves.loc[("rsLoRA r=8", 30), "sd"] == 0
+    )
+
+
+def test_learning_curves_draw_a_line_per_configuration_against_epochs_or_minutes():
+    import matplotlib.pyplot as plt
+
+    from lora_lib.study.curves import mean_curves
+    from lora_lib.study.render import learning_curves
+
+    runs = [curve_record("lora_s0", [80, 86, 88]), curve_record("full_s0", [82, 88, 89], method="full", rank=None)]
+    for x, label in (("epoch", "epoch"), ("minutes", "minutes of training on this machine")):
+        figure = learning_curves(mean_curves(runs), x=x)
+        ax = figure.axes[0]
+        assert ax.get_xlabel() == label and sorted(line.get_label() for line in ax.get_lines()) == [
+            "Full fine-tuning",
+            "LoRA r=8",
+        ]
+        plt.close(figure)
+    with pytest.raises(ValueError, match="'epoch' or 'minutes'"):
+        learning_curves(mean_curves(runs), x="steps")

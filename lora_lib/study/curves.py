@@ -168,3 +168,37 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def curve_label(record: Record) -> str:
+    """How the third study names a run's configuration: LoRA's successors by what they change
+    ("rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8"), every other one as the tables do."""
+    from .aggregate import config_label
+    from .successors import variant_name
+
+    if record.method in ("lora", "dora", "pissa"):
+        name = variant_name(record)
+        if not name.startswith("LoRA r="):
+            return name
+    return config_label(record.method, record.config.hparams)
+
+
+def mean_curves(records: list[Record], split: str = "validation") -> pd.DataFrame:
+    """Each configuration's curve on ``split``, averaged over its seeds point by point: one row
+    per configuration and step, with the mean epoch and minutes of training, the accuracy's
+    mean and standard deviation over seeds (%), and how many seeds reached the step."""
+    frame = curve_frame(records)
+    labels = {record.run_id: curve_label(record) for record in records}
+    methods = {record.run_id: record.method for record in records}
+    frame = frame[frame["split"] == split].assign(
+        configuration=frame["run_id"].map(labels), method=frame["run_id"].map(methods)
+    )
+    grouped = frame.groupby(["configuration", "step"], sort=False)
+    return grouped.agg(
+        method=("method", "first"),
+        epoch=("epoch", "mean"),
+        minutes=("minutes", "mean"),
+        accuracy=("accuracy", "mean"),
+        sd=("accuracy", lambda a: a.std(ddof=1) if len(a) > 1 else 0.0),
+        seeds=("accuracy", "size"),
+    ).reset_index()

@@ -423,3 +423,39 @@ def accuracy_explorer(summary: pd.DataFrame, results: pd.DataFrame) -> dict[str,
         "text/html": figure.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True}),
         "image/png": base64.b64encode(buffer.getvalue()).decode(),
     }
+
+
+def learning_curves(curves: pd.DataFrame, x: str = "epoch", split_label: str = "validation accuracy (%)") -> Figure:
+    """``curves.mean_curves``'s accuracy against ``x`` ("epoch" or "minutes" of training), one
+    line per configuration in its method's colour and marker, with a band of one standard
+    deviation over seeds; LoRA's configurations told apart by line style."""
+    if x not in ("epoch", "minutes"):
+        raise ValueError(f"x must be 'epoch' or 'minutes', got {x!r}")
+    if curves.empty:
+        raise ValueError("no curve to draw: the records hold no learning curves")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    seen: dict[str, int] = {}
+    for configuration, rows in curves.groupby("configuration", sort=False):
+        method = rows["method"].iloc[0]
+        style = _style(method)
+        line = styles[seen.get(method, 0) % len(styles)]
+        seen[method] = seen.get(method, 0) + 1
+        ax.plot(
+            rows[x],
+            rows["accuracy"],
+            linestyle=line,
+            color=style["color"],
+            marker=style["marker"],
+            markersize=3,
+            linewidth=1.2,
+            label=configuration,
+        )
+        ax.fill_between(
+            rows[x], rows["accuracy"] - rows["sd"], rows["accuracy"] + rows["sd"], color=style["color"], alpha=0.12
+        )
+    ax.set(xlabel="epoch" if x == "epoch" else "minutes of training on this machine", ylabel=split_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
