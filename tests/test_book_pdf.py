@@ -24,8 +24,8 @@ PDF = BUILD / "latex" / "lora-tuning.pdf"
 # 71 pages before the second look, the rank series, the in-book fine-tune and the successors' search
 # were added; the appendix's index of every run is about 12 of them.
 MAX_PAGES = 85
-# What a notebook leaves on a page when an output has no form fit for print.
-JUNK = ["<Figure size", "IPython.core.display", "Loading weights"]
+# What a notebook leaves on a page when an output has no form fit for print, or a hidden cell shows its plumbing.
+JUNK = ["<Figure size", "IPython.core.display", "Loading weights", "Tokenizing", "glue("]
 # The least room, in points, between a page's text and its footer (the LaTeX layout leaves about 30).
 FOOTER_GAP = 12
 

@@ -24,8 +24,8 @@ import pandas as pd
 from lora_lib.files import write_atomic
 
 from .aggregate import summarize
-from .findings import LORA_MAX_GAP_POINTS, paired_findings
 from .findings import findings as seed_findings
+from .findings import paired_findings
 from .paired import against_reference
 from .record import RANK_RATE, Record, load_records, results_table
 from .render import (
@@ -97,7 +97,7 @@ def write_report(
     figures = {"loss_curves": loss_curves(records)}
     figures |= {name: accuracy_plot(summary, *axis) for name, axis in ACCURACY_AGAINST.items()}
     if results.paired is not None:
-        figures["differences"] = differences_plot(results.paired, "Full fine-tuning", target=-LORA_MAX_GAP_POINTS)
+        figures["differences"] = differences_plot(results.paired, "full fine-tuning")
     written = {"figures": [], "tables": []}
     for name, fig in figures.items():
         for ext in ("png", "svg"):
