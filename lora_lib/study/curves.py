@@ -7,7 +7,10 @@
   last epoch, in points; ``is_flat`` applies the rule (at most ``FLAT_RISE``).
 - ``contended(record)``: whether other work shared the machine during a run, from its load averages.
 - ``curve_frame(records)``: one row per run, point and split, for plots and tables.
-- ``accuracy_within(record, minutes)``: the last point reached within a budget of training time.
+- ``first_epochs(record, epochs)``: a longer constant-rate run cut to the shorter run it repeats.
+- ``reached(record, minutes)``, ``accuracy_within(record, minutes)``: the points, and the last
+  point's accuracy, reached within a budget of training time.
+- ``slowed(records)``: the runs that trained well below their configuration's usual speed.
 - ``chosen_rate(records, current)``: the long-schedule search's rate, by the selected points.
 """
 
@@ -23,6 +26,7 @@ from .record import CurvePoint, Record
 SELECTION_SPLIT = "sentences"  # the clean tuning slice: what chooses a checkpoint or a rate
 FLAT_RISE = 0.3  # points: a curve whose last epoch rose more than this over the one before still rises
 CONTENDED_LOAD = 1.5  # times the machine's cores: a load average above it means other work shared the machine
+SLOW_SHARE = 0.9  # of its configuration's median speed: a run below it was slowed by something its load missed
 
 
 class CurveError(ValueError):
@@ -102,11 +106,43 @@ def curve_frame(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def first_epochs(record: Record, epochs: float) -> Record:
+    """The run cut to its points within ``epochs``: at a constant rate after a fixed warm-up, the
+    first points of a longer run are the shorter run of the same seed. A CurveError if the run
+    trained fewer epochs, or did not hold its rate constant (a decaying rate depends on the end)."""
+    curve = _curve(record)
+    if record.config.lr_schedule != "constant":
+        raise CurveError(f"run {record.run_id} decays its rate: its first points are not a shorter run's")
+    if curve[-1].epoch < epochs - 1e-9:
+        raise CurveError(f"run {record.run_id} trained {curve[-1].epoch:g} epochs, fewer than {epochs:g}")
+    return record.model_copy(update={"curve": [point for point in curve if point.epoch <= epochs + 1e-9]})
+
+
+def reached(record: Record, minutes: float) -> list[CurvePoint]:
+    """The run's points within ``minutes`` of training (its evaluations not counted)."""
+    return [point for point in _curve(record) if point.train_seconds <= 60 * minutes]
+
+
 def accuracy_within(record: Record, minutes: float, split: str = "validation") -> float | None:
     """The accuracy (%) on ``split`` at the run's last point within ``minutes`` of training;
     ``None`` if its first point came later."""
-    reached = [point for point in _curve(record) if point.train_seconds <= 60 * minutes]
-    return 100 * reached[-1].splits[split].accuracy if reached else None
+    points = reached(record, minutes)
+    return 100 * points[-1].splits[split].accuracy if points else None
+
+
+def slowed(records: list[Record]) -> set[str]:
+    """The run ids of runs that trained below ``SLOW_SHARE`` of the median examples a second of
+    their configuration (``curve_label``); a configuration with fewer than three runs has no
+    median to judge by. It catches a slow run whose load averages looked normal."""
+    speeds: dict[str, list[Record]] = {}
+    for record in records:
+        speeds.setdefault(curve_label(record), []).append(record)
+    slow = set()
+    for runs in speeds.values():
+        if len(runs) >= 3:
+            median = float(np.median([r.cost.train_examples_per_second for r in runs]))
+            slow |= {r.run_id for r in runs if r.cost.train_examples_per_second < SLOW_SHARE * median}
+    return slow
 
 
 def chosen_rate(records: list[Record], current: float, split: str = SELECTION_SPLIT) -> float:
@@ -146,30 +182,6 @@ def run_summary(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run_id")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lora_lib.study.curves FOLDER``: the curve runs in FOLDER, a row each."""
-    import argparse
-
-    from .record import load_records
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("folder", help="a folder of records written with curve_every")
-    args = parser.parse_args(argv)
-    records = [record for record in load_records(args.folder) if record.curve]
-    if not records:
-        raise SystemExit(f"{args.folder}: no record with a learning curve")
-    from .aggregate import format_lr
-
-    summary = run_summary(records).round(2)
-    summary["lr"] = [format_lr(record.config.lr) for record in records]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(summary.to_string())
-
-
-if __name__ == "__main__":
-    main()
-
-
 def curve_label(record: Record) -> str:
     """How the third study names a run's configuration: LoRA's successors by what they change
     ("rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8"), every other one as the tables do."""
@@ -202,3 +214,27 @@ def mean_curves(records: list[Record], split: str = "validation") -> pd.DataFram
         sd=("accuracy", lambda a: a.std(ddof=1) if len(a) > 1 else 0.0),
         seeds=("accuracy", "size"),
     ).reset_index()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lora_lib.study.curves FOLDER``: the curve runs in FOLDER, a row each."""
+    import argparse
+
+    from .record import load_records
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", help="a folder of records written with curve_every")
+    args = parser.parse_args(argv)
+    records = [record for record in load_records(args.folder) if record.curve]
+    if not records:
+        raise SystemExit(f"{args.folder}: no record with a learning curve")
+    from .aggregate import format_lr
+
+    summary = run_summary(records).round(2)
+    summary["lr"] = [format_lr(record.config.lr) for record in records]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.to_string())
+
+
+if __name__ == "__main__":
+    main()

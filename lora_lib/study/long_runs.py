@@ -1,0 +1,174 @@
+"""The third study's grid (``studies/v3/experiments.yml``) read for the questions it answers.
+
+- ``configurations(records)``: the runs of each configuration (``curves.curve_label``), in seed order.
+- ``common_length(runs)``: the epochs every run of a configuration trained, and the runs cut to
+  them (``curves.first_epochs``): a configuration whose seed 0 trained 8 epochs and whose other
+  seeds 4, because its curve was flat at 4, is reported over 4.
+- ``selected_table(records)``: each configuration's validation accuracy at its selected
+  checkpoints, with its interval over seeds and sentences, and its difference to full
+  fine-tuning there (interval, sign-flip p, Holm's over the table).
+- ``within(record, minutes)``: the checkpoint a run would report given a budget of training
+  time: its selected point among the points it had reached.
+- ``equal_compute(records)``: each configuration's accuracy at those checkpoints after 5, 10,
+  20 and 40 minutes of training on this machine, and its difference to full fine-tuning's,
+  from the runs that had the machine to themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import method_order
+from .curves import SELECTION_SPLIT, CurveError, contended, curve_label, first_epochs, reached, slowed
+from .paired import evaluation_labels
+from .record import CurvePoint, Record
+from .stats import Interval, crossed_interval, holm, sign_flip_test
+
+REFERENCE = "Full fine-tuning"
+REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
+MIN_SEEDS = 2  # a configuration's seeds below this have no seed variance to put in an interval
+EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+
+
+def configurations(records: list[Record]) -> dict[str, list[Record]]:
+    """Each configuration's curve runs in seed order, the configurations in the tables' order
+    (full fine-tuning first, then by method, then by name)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        if record.curve:
+            groups.setdefault(curve_label(record), []).append(record)
+    order = sorted(groups, key=lambda label: (method_order(groups[label][0].method), label))
+    return {label: sorted(groups[label], key=lambda r: r.seed) for label in order}
+
+
+def common_length(runs: list[Record]) -> tuple[float, list[Record]]:
+    """The epochs every run trained (the shortest run's), and each run cut to them."""
+    epochs = min(run.curve[-1].epoch for run in runs)
+    return epochs, [first_epochs(run, epochs) for run in runs]
+
+
+def within(record: Record, minutes: float | None = None) -> CurvePoint | None:
+    """The point the run reports given ``minutes`` of training (all of its training if None):
+    the highest on the held-out sentences among those reached (the earliest of equals); None
+    before its first point."""
+    points = record.curve if minutes is None else reached(record, minutes)
+    if not points:
+        return None
+    scores = [point.splits[SELECTION_SPLIT].accuracy for point in points]
+    return points[int(np.argmax(scores))]
+
+
+def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
+    """Seeds x sentences of 0/1: whether each point's prediction on the validation split is right."""
+    labels = np.asarray(labels)
+    rows = [np.array(point.splits[REPORTED_SPLIT].labels()) == labels for point in points]
+    return np.array(rows, dtype=float)
+
+
+def _accuracy(correct: np.ndarray) -> tuple[float, Interval | None]:
+    """The mean accuracy in points, and its interval where there are seeds enough for one."""
+    estimate = 100 * float(correct.mean())
+    return estimate, crossed_interval(correct).interval if len(correct) >= MIN_SEEDS else None
+
+
+def _difference(correct: np.ndarray, reference: np.ndarray) -> tuple[float, Interval | None, float]:
+    """A minus the reference in points; its interval and sign-flip p where both have seeds
+    enough (else None and NaN)."""
+    estimate = 100 * float(correct.mean() - reference.mean())
+    if min(len(correct), len(reference)) < MIN_SEEDS:
+        return estimate, None, np.nan
+    return estimate, crossed_interval(correct, reference).interval, sign_flip_test(correct, reference)
+
+
+def _labels(groups: dict[str, list[Record]], labels, data_dir: str | None):
+    if not groups:
+        raise CurveError("no curve runs: run lora-sweep studies/v3/experiments.yml first")
+    return evaluation_labels(next(iter(groups.values()))[0].config, data_dir) if labels is None else labels
+
+
+def selected_table(
+    records: list[Record], reference: str = REFERENCE, data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """One row per configuration, over the epochs all its runs trained: seeds, epochs, the mean
+    selected epoch, the validation accuracy (points) at the selected checkpoints and at the end,
+    each with its interval (None with fewer than ``MIN_SEEDS`` seeds), and the difference to
+    ``reference`` at the selected checkpoints with its interval, p and Holm's p over the table
+    (NaN where there is none)."""
+    groups = configurations(records)
+    gold = _labels(groups, labels, data_dir)
+    cut = {label: common_length(runs) for label, runs in groups.items()}
+    chosen = {label: [within(run) for run in runs] for label, (_, runs) in cut.items()}
+    base = correct_at(chosen[reference], gold) if reference in chosen else None
+    rows = []
+    for label, (epochs, runs) in cut.items():
+        correct = correct_at(chosen[label], gold)
+        accuracy, interval = _accuracy(correct)
+        end, end_interval = _accuracy(correct_at([run.curve[-1] for run in runs], gold))
+        row = {
+            "configuration": label,
+            "method": runs[0].method,
+            "seeds": len(runs),
+            "epochs": epochs,
+            "selected epoch": float(np.mean([point.epoch for point in chosen[label]])),
+            "accuracy": accuracy,
+            "interval": interval,
+            "at end": end,
+            "end interval": end_interval,
+            "difference": np.nan,
+            "difference interval": None,
+            "p": np.nan,
+        }
+        if base is not None and label != reference:
+            row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("configuration")
+    tested = table["p"].notna()
+    table["Holm p"] = np.nan
+    if tested.any():
+        table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    return table
+
+
+def equal_compute(
+    records: list[Record],
+    minutes=EQUAL_COMPUTE_MINUTES,
+    reference: str = REFERENCE,
+    data_dir: str | None = None,
+    labels=None,
+) -> pd.DataFrame:
+    """One row per configuration and budget of training minutes: the validation accuracy
+    (points) at each run's checkpoint selected among the points reached by then, with its
+    interval, and its difference to ``reference``'s at the same budget. Only runs neither
+    contended nor ``slowed`` count; a budget before any counted run's first point is left out,
+    and ``stopped`` says a run had ended before the budget (it reports its whole run)."""
+    slow = slowed(records)
+    counted = [r for r in records if r.curve and not contended(r) and r.run_id not in slow]
+    groups = configurations(counted)
+    gold = _labels(groups, labels, data_dir)
+    rows = []
+    for budget in minutes:
+        points = {label: [within(run, budget) for run in runs] for label, runs in groups.items()}
+        base = points.get(reference)
+        base = correct_at(base, gold) if base and None not in base else None
+        for label, runs in groups.items():
+            if None in points[label]:
+                continue
+            correct = correct_at(points[label], gold)
+            accuracy, interval = _accuracy(correct)
+            row = {
+                "configuration": label,
+                "method": runs[0].method,
+                "minutes": budget,
+                "seeds": len(runs),
+                "epoch": float(np.mean([point.epoch for point in points[label]])),
+                "accuracy": accuracy,
+                "interval": interval,
+                "difference": np.nan,
+                "difference interval": None,
+                "stopped": any(run.curve[-1].train_seconds < 60 * budget for run in runs),
+            }
+            if base is not None and label != reference:
+                row["difference"], row["difference interval"], _ = _difference(correct, base)
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,106 @@
+"""The third study's grid read for its questions: the selected checkpoints, equal compute, the
+runs cut to a common length, the slowed runs, on made-up curves (1,000 sentences, every label 1,
+so that a point's accuracy is the share of sentences it calls positive)."""
+
+import numpy as np
+import pytest
+from test_curves import curve_record
+
+from lora_lib.study import long_runs, render
+from lora_lib.study.curves import CurveError, first_epochs, slowed
+
+LABELS = np.ones(1000, dtype=int)
+
+
+def run(run_id, clean, validation=None, seed=0, method="lora", **config):
+    rank = None if method == "full" else 8
+    return curve_record(run_id, clean, validation, seed=seed, method=method, rank=rank, lr_schedule="constant", **config)
+
+
+def test_a_longer_constant_rate_run_is_cut_to_the_shorter_run_it_repeats():
+    record = run("a", [80, 81, 82, 83, 84, 85, 86, 87])
+    cut = first_epochs(record, 1)
+    assert [p.epoch for p in cut.curve] == [0.25, 0.5, 0.75, 1.0] and cut.curve == record.curve[:4]
+    assert len(record.curve) == 8  # the record itself is left whole
+    with pytest.raises(CurveError, match="fewer than 3"):
+        first_epochs(record, 3)
+    decaying = curve_record("b", [80] * 8, lr_schedule="linear")
+    with pytest.raises(CurveError, match="decays"):
+        first_epochs(decaying, 1)
+
+
+def test_a_run_well_below_its_configurations_median_speed_is_slowed():
+    runs = [run(f"lora_s{s}", [80] * 4, seed=s, speed=speed) for s, speed in enumerate([100.0, 95.0, 85.0])]
+    assert slowed(runs) == {"lora_s2"}  # 85 < 0.9 x 95
+    assert slowed(runs[:2]) == set()  # two runs have no median to judge by
+
+
+def test_the_selected_table_reports_each_configuration_over_the_epochs_all_its_seeds_trained():
+    full = [
+        run("full_s0", [80, 84, 83, 82], [80, 85, 84, 83], method="full"),
+        run("full_s1", [80, 82, 84, 83], [80, 83, 86, 85], seed=1, method="full"),
+    ]
+    # seed 0 trained two epochs, seed 1 one: both are read over the first epoch, so seed 0's
+    # best held-out point at epoch 2 (90) is not its selected one
+    lora = [
+        run("lora_s0", [80, 81, 83, 82, 90, 90, 90, 90], [79, 80, 82, 81, 89, 89, 89, 89]),
+        run("lora_s1", [81, 83, 82, 82], [80, 84, 81, 81], seed=1),
+    ]
+    table = long_runs.selected_table(full + lora, labels=LABELS)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    lora_row, full_row = table.loc["LoRA r=8"], table.loc["Full fine-tuning"]
+    assert lora_row["epochs"] == 1.0 and lora_row["selected epoch"] == pytest.approx((0.75 + 0.5) / 2)
+    assert lora_row["accuracy"] == pytest.approx((82 + 84) / 2) and lora_row["at end"] == pytest.approx(81.0)
+    assert full_row["accuracy"] == pytest.approx((85 + 86) / 2)
+    assert lora_row["difference"] == pytest.approx(83.0 - 85.5)
+    interval = lora_row["difference interval"]
+    assert interval.low < interval.estimate < interval.high and interval.estimate == pytest.approx(-2.5)
+    assert np.isnan(full_row["difference"]) and np.isnan(full_row["p"])
+    assert table["Holm p"].notna().sum() == 1 and table.loc["LoRA r=8", "Holm p"] == pytest.approx(lora_row["p"])
+
+
+def test_a_configuration_of_one_seed_gets_its_value_and_no_interval():
+    full = [run(f"full_s{s}", [80, 84, 83, 82], method="full", seed=s) for s in (0, 1)]
+    table = long_runs.selected_table([*full, run("lora_s0", [80, 86, 85, 84])], labels=LABELS)
+    row = table.loc["LoRA r=8"]
+    assert row["interval"] is None and row["difference interval"] is None and np.isnan(row["p"])
+    assert row["difference"] == pytest.approx(2.0)
+    shown = render.selected_frame(table).loc["LoRA r=8"]
+    assert shown["difference (points)"] == "+2.00 (one seed)" and shown["Holm p"] == ""
+
+
+def test_a_budget_reports_the_checkpoint_selected_among_the_points_reached_by_then():
+    record = run("a", [80, 88, 86, 90], [79, 87, 85, 89])  # a point a minute
+    assert long_runs.within(record, 0.5) is None
+    assert long_runs.within(record, 3).step == 20  # 88 beats the 86 of minute 3
+    assert long_runs.within(record).step == 40
+
+
+def test_equal_compute_counts_the_runs_that_had_the_machine_and_marks_those_that_had_ended():
+    full = [run(f"full_s{s}", [80, 84, 85, 86], method="full", seed=s) for s in (0, 1)]
+    lora = [run(f"lora_s{s}", [82, 85], seed=s) for s in (0, 1)]  # two minutes each
+    busy = run("lora_s2", [99, 99], seed=2, loads=(2.0, 3.5))  # contended: left out
+    table = long_runs.equal_compute([*full, *lora, busy], minutes=(0.5, 1, 3), labels=LABELS)
+    assert sorted(table["minutes"].unique()) == [1, 3]  # no run had reached a point by 0.5 min
+    at = table.set_index(["configuration", "minutes"])
+    assert at.loc[("LoRA r=8", 1), "seeds"] == 2 and at.loc[("LoRA r=8", 1), "accuracy"] == pytest.approx(81.0)
+    assert at.loc[("LoRA r=8", 3), "stopped"] and not at.loc[("Full fine-tuning", 3), "stopped"]
+    assert at.loc[("LoRA r=8", 3), "difference"] == pytest.approx(84.0 - 84.0)
+    assert at.loc[("LoRA r=8", 1), "difference"] == pytest.approx(81.0 - 79.0)
+    wide = render.equal_compute_frame(table, "difference")
+    assert list(wide.columns) == ["1 min", "3 min"] and list(wide.index) == ["LoRA r=8"]
+    assert wide.loc["LoRA r=8", "3 min"].endswith(", ended")
+    accuracy = render.equal_compute_frame(table)
+    assert list(accuracy.index) == ["Full fine-tuning", "LoRA r=8"]
+    with pytest.raises(ValueError, match="'accuracy' or 'difference'"):
+        render.equal_compute_frame(table, "gap")
+
+
+def test_an_estimate_and_its_interval_with_a_trailing_word_are_kept_on_one_line():
+    frame = render.unbreakable_intervals(render.pd.DataFrame({"a": ["+1.20 (-0.50 to +2.90), ended"]}))
+    assert frame.loc[0, "a"] == "+1.20 " + "(-0.50 to +2.90), ended".replace(" ", render.NBSP)
+
+
+def test_no_curve_runs_are_refused_with_the_command_that_makes_them():
+    with pytest.raises(CurveError, match="lora-sweep studies/v3/experiments.yml"):
+        long_runs.selected_table([], labels=LABELS)
