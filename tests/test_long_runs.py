@@ -14,7 +14,9 @@ LABELS = np.ones(1000, dtype=int)
 
 def run(run_id, clean, validation=None, seed=0, method="lora", **config):
     rank = None if method == "full" else 8
-    return curve_record(run_id, clean, validation, seed=seed, method=method, rank=rank, lr_schedule="constant", **config)
+    return curve_record(
+        run_id, clean, validation, seed=seed, method=method, rank=rank, lr_schedule="constant", **config
+    )
 
 
 def test_a_longer_constant_rate_run_is_cut_to_the_shorter_run_it_repeats():
