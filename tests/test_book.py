@@ -38,8 +38,8 @@ PAGES = [
     "03_into_bert",
     "04_adapters",
     "05_experiments",
-    "07_how_run",
-    "06_analysis",
+    "08_how_run",
+    "07_analysis",
     "reproduce",
     "train",
     "appendix",
@@ -85,7 +85,7 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
     grid = len(load_records(REPO / REPORTED, eval_split="validation"))
     search = len(load_records(REPO / "executed" / "tuning"))
     results, protocol = (
-        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages[name])) for name in ("05_experiments", "07_how_run")
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages[name])) for name in ("05_experiments", "08_how_run")
     )
     assert f"{grid} runs" in results
     assert f"{grid} runs" in protocol and f"{search} tuning runs" in protocol
@@ -151,7 +151,7 @@ return {
 """
 MYST_MARKUP = re.compile(r"`{3,}\{\w+\}|\{(?:glue|numref|ref)(?::\w+)?\}`|^:name: ", re.M)
 RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
-STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_analysis"]  # the pages whose point is a figure
+STUDY_PAGES = ["02_lora_layer", "05_experiments", "07_analysis"]  # the pages whose point is a figure
 
 
 def _browser_paths():

@@ -106,3 +106,29 @@ def test_an_estimate_and_its_interval_with_a_trailing_word_are_kept_on_one_line(
 def test_no_curve_runs_are_refused_with_the_command_that_makes_them():
     with pytest.raises(CurveError, match="lora-sweep studies/v3/experiments.yml"):
         long_runs.selected_table([], labels=LABELS)
+
+
+def test_seed_zeros_fourth_epoch_decides_how_long_the_other_seeds_train():
+    flat = [80] * 12 + [85, 85, 85, 85] + [85] * 16  # the 4th epoch rose 5 points over the 3rd
+    level = [80] * 32
+    runs = [
+        run("lora_s0", flat),
+        run("lora_s1", [80] * 32, seed=1),
+        run("full_s0", level, method="full"),
+        run("dora_s0", [80] * 16, method="dora"),  # 4 epochs only: nothing to decide
+    ]
+    table = long_runs.schedule_table(runs)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    assert table.loc["LoRA r=8", "rise over epoch 4"] == pytest.approx(5.0)
+    assert table.loc["LoRA r=8", "other seeds train"] == 8 and table.loc["LoRA r=8", "other seeds trained"] == 8
+    assert table.loc["Full fine-tuning", "other seeds train"] == 4
+    assert np.isnan(table.loc["Full fine-tuning", "other seeds trained"])
+
+
+def test_each_gap_is_said_as_its_interval_allows():
+    full = [run(f"full_s{s}", [80, 90, 90, 90], [80, 90, 90, 90], method="full", seed=s) for s in (0, 1)]
+    below = [run(f"lora_s{s}", [80, 86, 86, 86], [80, 85, 85, 85], seed=s) for s in (0, 1)]
+    level = [run(f"dora_s{s}", [80, 90, 90, 90], [80, 90, 90, 90], seed=s, method="dora") for s in (0, 1)]
+    lone = [run("pissa_s0", [80, 91, 91, 91], [80, 91, 91, 91], method="pissa")]
+    said = long_runs.gaps_said(long_runs.selected_table(full + below + level + lone, labels=LABELS))
+    assert said["side"].to_dict() == {"LoRA r=8": "below", "DoRA r=8": "not distinguishable", "PiSSA r=8": "one seed"}

@@ -12,6 +12,9 @@
 - ``equal_compute(records)``: each configuration's accuracy at those checkpoints after 5, 10,
   20 and 40 minutes of training on this machine, and its difference to full fine-tuning's,
   from the runs that had the machine to themselves.
+- ``schedule_table(records)``: how seed 0's first four epochs decided how long each
+  configuration's other seeds train.
+- ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import method_order
-from .curves import SELECTION_SPLIT, CurveError, contended, curve_label, first_epochs, reached, slowed
+from .curves import (
+    FLAT_RISE,
+    SELECTION_SPLIT,
+    CurveError,
+    contended,
+    curve_label,
+    first_epochs,
+    last_epoch_rise,
+    reached,
+    slowed,
+)
+from .headline import said
 from .paired import evaluation_labels
 from .record import CurvePoint, Record
 from .stats import Interval, crossed_interval, holm, sign_flip_test
@@ -29,6 +43,8 @@ REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
 MIN_SEEDS = 2  # a configuration's seeds below this have no seed variance to put in an interval
 EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+DECIDING_EPOCHS = 4  # seed 0's first four epochs decide its configuration's other seeds' length
+LONG_EPOCHS = 8  # what they train if its curve still rose over the fourth
 
 
 def configurations(records: list[Record]) -> dict[str, list[Record]]:
@@ -172,3 +188,47 @@ def equal_compute(
                 row["difference"], row["difference interval"], _ = _difference(correct, base)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def schedule_table(records: list[Record]) -> pd.DataFrame:
+    """One row per configuration whose seed 0 trained more than ``DECIDING_EPOCHS`` epochs:
+    seed 0's rise over its fourth epoch and over its last (points, held-out sentences), the
+    epochs the rule gives its other seeds (``LONG_EPOCHS`` if the fourth epoch rose more than
+    ``FLAT_RISE``, else ``DECIDING_EPOCHS``) and the epochs those seeds' records trained (NaN
+    before they ran)."""
+    rows = []
+    for label, runs in configurations(records).items():
+        first = next((run for run in runs if run.seed == 0), None)
+        if first is None or first.curve[-1].epoch <= DECIDING_EPOCHS:
+            continue
+        rise = last_epoch_rise([first_epochs(first, DECIDING_EPOCHS)])
+        others = {run.curve[-1].epoch for run in runs if run.seed != 0}
+        rows.append(
+            {
+                "configuration": label,
+                "seed 0 epochs": first.curve[-1].epoch,
+                "rise over epoch 4": rise,
+                "rise over its last epoch": last_epoch_rise([first]),
+                "other seeds train": LONG_EPOCHS if rise > FLAT_RISE else DECIDING_EPOCHS,
+                "other seeds trained": max(others) if others else np.nan,
+            }
+        )
+    return pd.DataFrame(rows).set_index("configuration")
+
+
+def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.DataFrame:
+    """``selected_table``'s (or one budget of ``equal_compute``'s) differences as a reader is
+    told them: ``side`` "below", "above" or "not distinguishable" from the interval, or "one
+    seed" where there is none yet; ``text`` the words (``headline.said``'s)."""
+    rows = []
+    for label, row in table.iterrows():
+        if pd.isna(row["difference"]):
+            continue
+        interval = row["difference interval"]
+        if interval is None:
+            side, text = "one seed", f"{row['difference']:+.1f} points from {reference} on one seed, no interval yet"
+        else:
+            words = said(interval, reference)
+            side, text = words.side, words.text
+        rows.append({"configuration": label, "side": side, "text": text})
+    return pd.DataFrame(rows, columns=["configuration", "side", "text"]).set_index("configuration")
