@@ -132,3 +132,26 @@ def test_each_gap_is_said_as_its_interval_allows():
     lone = [run("pissa_s0", [80, 91, 91, 91], [80, 91, 91, 91], method="pissa")]
     said = long_runs.gaps_said(long_runs.selected_table(full + below + level + lone, labels=LABELS))
     assert said["side"].to_dict() == {"LoRA r=8": "below", "DoRA r=8": "not distinguishable", "PiSSA r=8": "one seed"}
+
+
+def test_each_grid_run_answers_one_question_and_progress_counts_the_finished_ones():
+    from pathlib import Path
+
+    from conftest import make_record
+
+    from lora_lib.study.config import RunConfig
+
+    assert long_runs.question_of(RunConfig(method="lora", hparams={"rank": 64}, lr=1e-3)) == "rank"
+    assert long_runs.question_of(RunConfig(method="dora", hparams={"rank": 8}, lr=1e-3)) == "successors"
+    assert long_runs.question_of(RunConfig(method="lora", hparams={"rank": 8}, lr=1e-3, loraplus_ratio=16)) == (
+        "successors"
+    )
+    every_linear = {"rank": 2, "targets": "query,key,value,output.dense,intermediate.dense"}
+    assert long_runs.question_of(RunConfig(method="lora", hparams=every_linear, lr=1e-3)) == "time"
+    assert long_runs.question_of(RunConfig(method="houlsby", lr=1e-3)) == "time"
+
+    grid = Path(__file__).resolve().parent.parent / "studies/v3/experiments.yml"
+    finished = [make_record("full_s0", method="full", rank=None), make_record("dora_r8_s1", method="dora")]
+    table = long_runs.progress(grid, finished)
+    assert table["runs"].tolist() == [24, 12, 12] and table["finished"].tolist() == [1, 1, 0]
+    assert table["configurations"].iloc[1] == "rsLoRA r=8, LoRA+ r=8, DoRA r=8, PiSSA r=8"

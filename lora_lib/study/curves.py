@@ -21,6 +21,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .config import RunConfig
 from .record import CurvePoint, Record
 
 SELECTION_SPLIT = "sentences"  # the clean tuning slice: what chooses a checkpoint or a rate
@@ -182,17 +183,22 @@ def run_summary(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run_id")
 
 
-def curve_label(record: Record) -> str:
-    """How the third study names a run's configuration: LoRA's successors by what they change
+def configuration_label(config: RunConfig) -> str:
+    """How the third study names a configuration: LoRA's successors by what they change
     ("rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8"), every other one as the tables do."""
     from .aggregate import config_label
-    from .successors import variant_name
+    from .successors import config_variant
 
-    if record.method in ("lora", "dora", "pissa"):
-        name = variant_name(record)
+    if config.method in ("lora", "dora", "pissa"):
+        name = config_variant(config.method, config.hparams, config.loraplus_ratio)
         if not name.startswith("LoRA r="):
             return name
-    return config_label(record.method, record.config.hparams)
+    return config_label(config.method, config.hparams)
+
+
+def curve_label(record: Record) -> str:
+    """A run's configuration as the third study names it (``configuration_label``)."""
+    return configuration_label(record.config)
 
 
 def mean_curves(records: list[Record], split: str = "validation") -> pd.DataFrame:

@@ -15,6 +15,8 @@
 - ``schedule_table(records)``: how seed 0's first four epochs decided how long each
   configuration's other seeds train.
 - ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
+- ``question_of(config)``, ``progress(grid_file, records)``: which question a run answers, and
+  how many of each question's runs have finished.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import method_order
+from .config import RunConfig
 from .curves import (
     FLAT_RISE,
     SELECTION_SPLIT,
     CurveError,
+    configuration_label,
     contended,
     curve_label,
     first_epochs,
@@ -43,6 +47,11 @@ REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
 MIN_SEEDS = 2  # a configuration's seeds below this have no seed variance to put in an interval
 EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+QUESTIONS = {
+    "time": "Given time, does the gap close? At equal compute, which is ahead?",
+    "successors": "Do LoRA's successors get there sooner or higher?",
+    "rank": "Once the scaling is fixed, what does rank buy?",
+}
 DECIDING_EPOCHS = 4  # seed 0's first four epochs decide its configuration's other seeds' length
 LONG_EPOCHS = 8  # what they train if its curve still rose over the fourth
 
@@ -64,14 +73,14 @@ def common_length(runs: list[Record]) -> tuple[float, list[Record]]:
     return epochs, [first_epochs(run, epochs) for run in runs]
 
 
-def within(record: Record, minutes: float | None = None) -> CurvePoint | None:
+def within(record: Record, minutes: float | None = None, split: str = SELECTION_SPLIT) -> CurvePoint | None:
     """The point the run reports given ``minutes`` of training (all of its training if None):
-    the highest on the held-out sentences among those reached (the earliest of equals); None
-    before its first point."""
+    the highest on ``split`` (the held-out sentences) among those reached, the earliest of
+    equals; None before its first point."""
     points = record.curve if minutes is None else reached(record, minutes)
     if not points:
         return None
-    scores = [point.splits[SELECTION_SPLIT].accuracy for point in points]
+    scores = [point.splits[split].accuracy for point in points]
     return points[int(np.argmax(scores))]
 
 
@@ -232,3 +241,36 @@ def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.Da
             side, text = words.side, words.text
         rows.append({"configuration": label, "side": side, "text": text})
     return pd.DataFrame(rows, columns=["configuration", "side", "text"]).set_index("configuration")
+
+
+def question_of(config: RunConfig) -> str:
+    """The ``QUESTIONS`` key a grid run answers: a LoRA-family run on query and value at another
+    rank than 8 belongs to the rank series, one at r=8 other than plain LoRA to the successors,
+    every other one (LoRA r=8, full fine-tuning, every linear layer, the adapters) to time and
+    equal compute."""
+    targets = config.hparams.get("targets", "query,value")
+    targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
+    if config.method not in ("lora", "dora", "pissa") or targets != ("query", "value"):
+        return "time"
+    if config.hparams.get("rank", 8) != 8:
+        return "rank"
+    return "time" if configuration_label(config) == "LoRA r=8" else "successors"
+
+
+def progress(grid_file, records: list[Record]) -> pd.DataFrame:
+    """One row per question: the grid's configurations and runs for it, and how many of the
+    runs have a record among ``records``."""
+    from .grid import expand
+
+    done = {record.run_id for record in records}
+    rows = {key: {"question": text, "configurations": [], "runs": 0, "finished": 0} for key, text in QUESTIONS.items()}
+    for run in expand(grid_file).runs:
+        config = RunConfig.from_parameters(**run.parameters)
+        row = rows[question_of(config)]
+        label = configuration_label(config)
+        if label not in row["configurations"]:
+            row["configurations"].append(label)
+        row["runs"] += 1
+        row["finished"] += run.run_id in done
+    frame = pd.DataFrame(rows.values())
+    return frame.assign(configurations=frame["configurations"].map(", ".join)).set_index("question")
