@@ -63,3 +63,13 @@ def test_a_rate_check_without_lora_is_refused_with_the_command_that_runs_it():
     full = [curve_record("full", [80, 88], lr=6e-5, method="full", rank=None)]
     with pytest.raises(ValueError, match="studies/v3/search.yml"):
         long_schedule.checked_rates(full)
+
+
+def test_the_grid_table_has_a_row_per_configuration_with_its_seeds_and_lengths():
+    checked = long_schedule.checked_rates(load_records(ROOT / "executed/v3/rates"))
+    successors = best_rates(load_records(ROOT / "executed/v3/tuning"), load_records(ROOT / "executed/tuning"))
+    table = long_schedule.grid_table(ROOT / "studies/v3/experiments.yml", checked, successors)
+    runs = expand(ROOT / "studies/v3/experiments.yml").runs
+    assert table["seeds"].sum() == len(runs) and len(table) == 14
+    assert (table["rate in the file"] == table["rate by the rule"]).all()
+    assert table.loc["Full fine-tuning", "epochs"] == "8, 4" and table.loc["DoRA r=8", "epochs"] == "4"

@@ -216,7 +216,7 @@ def schedule_table(records: list[Record]) -> pd.DataFrame:
             {
                 "configuration": label,
                 "seed 0 epochs": first.curve[-1].epoch,
-                "rise over epoch 4": rise,
+                f"rise over epoch {DECIDING_EPOCHS}": rise,
                 "rise over its last epoch": last_epoch_rise([first]),
                 "other seeds train": LONG_EPOCHS if rise > FLAT_RISE else DECIDING_EPOCHS,
                 "other seeds trained": max(others) if others else np.nan,

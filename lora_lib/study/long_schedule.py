@@ -94,3 +94,35 @@ def grid_rate(
         best, lora_best = successors[name]
         return _three_figures(best * lora_checked / lora_best)
     return _three_figures(_second_study_rate(method, hparams) * lora_checked / lora_second)
+
+
+def grid_table(grid_file, checked: dict[str, tuple[float, float]], successors: dict[str, tuple[float, float]]):
+    """One row per configuration of the grid file: its seeds, the epochs its runs train, the
+    rate the file gives it and the rate ``grid_rate`` derives from the records (equal, as a
+    test keeps them)."""
+    import pandas as pd
+
+    from .config import RunConfig
+    from .curves import configuration_label
+    from .grid import expand
+
+    rows: dict[str, dict] = {}
+    for run in expand(grid_file).runs:
+        config = RunConfig.from_parameters(**run.parameters)
+        row = rows.setdefault(
+            configuration_label(config),
+            {
+                "seeds": [],
+                "epochs": [],
+                "rate in the file": config.lr,
+                "rate by the rule": grid_rate(
+                    config.method, config.hparams, checked, successors, config.loraplus_ratio
+                ),
+            },
+        )
+        row["seeds"].append(config.seed)
+        row["epochs"].append(config.epochs)
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("configuration")
+    frame["epochs"] = frame["epochs"].map(lambda e: ", ".join(f"{x:g}" for x in sorted(set(e), reverse=True)))
+    frame["seeds"] = frame["seeds"].map(len)
+    return frame
