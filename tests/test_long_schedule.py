@@ -73,3 +73,20 @@ def test_the_grid_table_has_a_row_per_configuration_with_its_seeds_and_lengths()
     assert table["seeds"].sum() == len(runs) and len(table) == 14
     assert (table["rate in the file"] == table["rate by the rule"]).all()
     assert table.loc["Full fine-tuning", "epochs"] == "8, 4" and table.loc["DoRA r=8", "epochs"] == "4"
+
+
+def test_the_grid_file_trains_each_configurations_other_seeds_as_long_as_its_seed_0_decided():
+    """Seed 0's fourth epoch decides how long the other seeds train; the grid file must say so
+    before they run (a record of seed 0 that changes the decision makes this fail until it does)."""
+    from lora_lib.study import long_runs
+    from lora_lib.study.curves import configuration_label
+
+    decided = long_runs.schedule_table(load_records(ROOT / "executed/v3"))["other seeds train"]
+    planned: dict[str, set] = {}
+    for run in expand(ROOT / "studies/v3/experiments.yml").runs:
+        config = RunConfig.from_parameters(**run.parameters)
+        if config.seed != 0:
+            planned.setdefault(configuration_label(config), set()).add(config.epochs)
+    assert len(decided) >= 1
+    for label, epochs in decided.items():
+        assert planned[label] == {epochs}, label

@@ -17,12 +17,15 @@
 - ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
 - ``question_of(config)``, ``progress(grid_file, records)``: which question a run answers, and
   how many of each question's runs have finished.
+- ``swings(records)``: how far a curve moves from one point to the next.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from lora_lib.registry import with_defaults
 
 from .aggregate import method_order
 from .config import RunConfig
@@ -45,7 +48,8 @@ from .stats import Interval, crossed_interval, holm, sign_flip_test
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
-MIN_SEEDS = 2  # a configuration's seeds below this have no seed variance to put in an interval
+MIN_SEEDS = 3  # the protocol's seeds for a curve: with fewer, the seeds' variance is too rough to put in an interval
+SAME_RUN_EXCEPT = {"seed", "run_id", "epochs"}  # what may differ between the runs of one configuration
 EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
 QUESTIONS = {
     "time": "Given time, does the gap close? At equal compute, which is ahead?",
@@ -63,6 +67,15 @@ def configurations(records: list[Record]) -> dict[str, list[Record]]:
     for record in records:
         if record.curve:
             groups.setdefault(curve_label(record), []).append(record)
+    for label, runs in groups.items():
+        settings = [r.config.model_dump(exclude=SAME_RUN_EXCEPT) for r in runs]
+        odd = [r.run_id for r, s in zip(runs, settings) if s != settings[0]]
+        if odd:
+            raise CurveError(
+                f"{label}: runs {', '.join(odd)} differ from {runs[0].run_id} in more than seed and length "
+                "(another rate or setting): keep one configuration's runs in a folder, or move the others "
+                "into a superseded/ folder"
+            )
     order = sorted(groups, key=lambda label: (method_order(groups[label][0].method), label))
     return {label: sorted(groups[label], key=lambda r: r.seed) for label in order}
 
@@ -87,7 +100,15 @@ def within(record: Record, minutes: float | None = None, split: str = SELECTION_
 def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
     """Seeds x sentences of 0/1: whether each point's prediction on the validation split is right."""
     labels = np.asarray(labels)
-    rows = [np.array(point.splits[REPORTED_SPLIT].labels()) == labels for point in points]
+    rows = []
+    for point in points:
+        predicted = np.array(point.splits[REPORTED_SPLIT].labels())
+        if predicted.shape != labels.shape:
+            raise CurveError(
+                f"the point at step {point.step} has {len(predicted)} {REPORTED_SPLIT} predictions, "
+                f"the split {len(labels)} labels: score every run on the same split"
+            )
+        rows.append(predicted == labels)
     return np.array(rows, dtype=float)
 
 
@@ -122,9 +143,11 @@ def selected_table(
     (NaN where there is none)."""
     groups = configurations(records)
     gold = _labels(groups, labels, data_dir)
+    if reference not in groups:
+        raise CurveError(f"no run of {reference}, the reference every difference is taken to: run it first")
     cut = {label: common_length(runs) for label, runs in groups.items()}
     chosen = {label: [within(run) for run in runs] for label, (_, runs) in cut.items()}
-    base = correct_at(chosen[reference], gold) if reference in chosen else None
+    base = correct_at(chosen[reference], gold)
     rows = []
     for label, (epochs, runs) in cut.items():
         correct = correct_at(chosen[label], gold)
@@ -144,7 +167,7 @@ def selected_table(
             "difference interval": None,
             "p": np.nan,
         }
-        if base is not None and label != reference:
+        if label != reference:
             row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("configuration")
@@ -153,6 +176,14 @@ def selected_table(
     if tested.any():
         table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
     return table
+
+
+def counted_runs(records: list[Record]) -> list[Record]:
+    """The curve runs that the equal-compute comparison counts: neither ``contended`` nor
+    ``slowed`` against the uncontended runs of their configuration (which needs three of them)."""
+    quiet = [r for r in records if r.curve and not contended(r)]
+    slow = slowed(quiet)
+    return [r for r in quiet if r.run_id not in slow]
 
 
 def equal_compute(
@@ -164,12 +195,14 @@ def equal_compute(
 ) -> pd.DataFrame:
     """One row per configuration and budget of training minutes: the validation accuracy
     (points) at each run's checkpoint selected among the points reached by then, with its
-    interval, and its difference to ``reference``'s at the same budget. Only runs neither
-    contended nor ``slowed`` count; a budget before any counted run's first point is left out,
+    interval, and its difference to ``reference``'s at the same budget. Only ``counted_runs``
+    count, each cut to the epochs all its configuration's counted runs trained (as
+    ``selected_table`` reads them); a budget before any counted run's first point is left out,
     and ``stopped`` says a run had ended before the budget (it reports its whole run)."""
-    slow = slowed(records)
-    counted = [r for r in records if r.curve and not contended(r) and r.run_id not in slow]
-    groups = configurations(counted)
+    counted = counted_runs(records)
+    if not counted and any(r.curve for r in records):
+        raise CurveError("every curve run shared the machine or ran slow: none can be compared at equal compute")
+    groups = {label: common_length(runs)[1] for label, runs in configurations(counted).items()}
     gold = _labels(groups, labels, data_dir)
     rows = []
     for budget in minutes:
@@ -203,39 +236,48 @@ def schedule_table(records: list[Record]) -> pd.DataFrame:
     """One row per configuration whose seed 0 trained more than ``DECIDING_EPOCHS`` epochs:
     seed 0's rise over its fourth epoch and over its last (points, held-out sentences), the
     epochs the rule gives its other seeds (``LONG_EPOCHS`` if the fourth epoch rose more than
-    ``FLAT_RISE``, else ``DECIDING_EPOCHS``) and the epochs those seeds' records trained (NaN
-    before they ran)."""
+    ``FLAT_RISE``, else ``DECIDING_EPOCHS``), the epochs those seeds' records trained ("" before
+    they ran), and whether seed 0 was flat by its end (its last epoch rose at most ``FLAT_RISE``):
+    one that was not is reported as still rising."""
     rows = []
     for label, runs in configurations(records).items():
         first = next((run for run in runs if run.seed == 0), None)
         if first is None or first.curve[-1].epoch <= DECIDING_EPOCHS:
             continue
-        rise = last_epoch_rise([first_epochs(first, DECIDING_EPOCHS)])
-        others = {run.curve[-1].epoch for run in runs if run.seed != 0}
+        rise, end_rise = last_epoch_rise([first_epochs(first, DECIDING_EPOCHS)]), last_epoch_rise([first])
+        others = sorted({run.curve[-1].epoch for run in runs if run.seed != 0})
         rows.append(
             {
                 "configuration": label,
                 "seed 0 epochs": first.curve[-1].epoch,
                 f"rise over epoch {DECIDING_EPOCHS}": rise,
-                "rise over its last epoch": last_epoch_rise([first]),
+                "rise over its last epoch": end_rise,
+                "flat by its end": end_rise <= FLAT_RISE,
                 "other seeds train": LONG_EPOCHS if rise > FLAT_RISE else DECIDING_EPOCHS,
-                "other seeds trained": max(others) if others else np.nan,
+                "other seeds trained": ", ".join(f"{e:g}" for e in others),
             }
         )
-    return pd.DataFrame(rows).set_index("configuration")
+    columns = ["configuration", "seed 0 epochs", f"rise over epoch {DECIDING_EPOCHS}", "rise over its last epoch"]
+    columns += ["flat by its end", "other seeds train", "other seeds trained"]
+    return pd.DataFrame(rows, columns=columns).set_index("configuration")
 
 
 def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.DataFrame:
-    """``selected_table``'s (or one budget of ``equal_compute``'s) differences as a reader is
-    told them: ``side`` "below", "above" or "not distinguishable" from the interval, or "one
-    seed" where there is none yet; ``text`` the words (``headline.said``'s)."""
+    """``selected_table``'s differences as a reader is told them: ``side`` "below", "above" or
+    "not distinguishable" from the interval, or "too few seeds" where one side has fewer than
+    ``MIN_SEEDS``; ``text`` the words (``headline.said``'s)."""
     rows = []
+    reference_seeds = int(table.loc[REFERENCE, "seeds"])
     for label, row in table.iterrows():
         if pd.isna(row["difference"]):
             continue
         interval = row["difference interval"]
         if interval is None:
-            side, text = "one seed", f"{row['difference']:+.1f} points from {reference} on one seed, no interval yet"
+            side = "too few seeds"
+            text = (
+                f"{row['difference']:+.1f} points from {reference}, with no interval until both have "
+                f"{MIN_SEEDS} seeds ({row['seeds']} and {reference_seeds} so far)"
+            )
         else:
             words = said(interval, reference)
             side, text = words.side, words.text
@@ -248,11 +290,14 @@ def question_of(config: RunConfig) -> str:
     rank than 8 belongs to the rank series, one at r=8 other than plain LoRA to the successors,
     every other one (LoRA r=8, full fine-tuning, every linear layer, the adapters) to time and
     equal compute."""
-    targets = config.hparams.get("targets", "query,value")
-    targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
-    if config.method not in ("lora", "dora", "pissa") or targets != ("query", "value"):
+    if config.method not in ("lora", "dora", "pissa"):
         return "time"
-    if config.hparams.get("rank", 8) != 8:
+    full = with_defaults(config.method, config.hparams)
+    targets = full["targets"]
+    targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
+    if targets != ("query", "value"):
+        return "time"
+    if full["rank"] != 8:
         return "rank"
     return "time" if configuration_label(config) == "LoRA r=8" else "successors"
 
@@ -274,3 +319,17 @@ def progress(grid_file, records: list[Record]) -> pd.DataFrame:
         row["finished"] += run.run_id in done
     frame = pd.DataFrame(rows.values())
     return frame.assign(configurations=frame["configurations"].map(", ".join)).set_index("question")
+
+
+def swings(records: list[Record], split: str = REPORTED_SPLIT) -> tuple[float, float]:
+    """How much a curve moves from one point to the next on ``split``: the median and the
+    largest absolute change over every pair of consecutive points of every run, in points."""
+    steps = [
+        abs(later.splits[split].accuracy - earlier.splits[split].accuracy)
+        for record in records
+        if record.curve
+        for earlier, later in zip(record.curve, record.curve[1:])
+    ]
+    if not steps:
+        raise CurveError("no curve with two points to measure a swing")
+    return 100 * float(np.median(steps)), 100 * float(max(steps))

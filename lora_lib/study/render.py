@@ -271,14 +271,14 @@ def interval_text(value: Interval | None) -> str:
     return "" if value is None else f"{value.estimate:.2f} ({value.low:.2f} to {value.high:.2f})"
 
 
-def estimate_text(estimate: float | None, interval: Interval | None, sign: bool = False) -> str:
-    """An estimate with its interval where it has one, "88.88 (one seed)" where it has not;
-    a difference (``sign``) with its sign. Empty where there is no estimate."""
+def estimate_text(estimate: float | None, interval: Interval | None, seeds: int, sign: bool = False) -> str:
+    """An estimate with its interval where it has one, "88.88 (2 seeds)" where it has not
+    (too few seeds for one); a difference (``sign``) with its sign. Empty where there is no estimate."""
     if estimate is None or pd.isna(estimate):
         return ""
     form = "+.2f" if sign else ".2f"
     if interval is None:
-        return f"{estimate:{form}} (one seed)"
+        return f"{estimate:{form}} ({seeds} seed{'s' if seeds != 1 else ''})"
     return f"{interval.estimate:{form}} ({interval.low:{form}} to {interval.high:{form}})"
 
 
@@ -291,10 +291,15 @@ def selected_frame(table: pd.DataFrame) -> pd.DataFrame:
             "seeds": table["seeds"],
             "epochs": table["epochs"].map("{:g}".format),
             "selected at epoch": table["selected epoch"].map("{:.2f}".format),
-            "accuracy at selected (%)": [estimate_text(a, i) for a, i in zip(table["accuracy"], table["interval"])],
-            "accuracy at end (%)": [estimate_text(a, i) for a, i in zip(table["at end"], table["end interval"])],
+            "accuracy at selected (%)": [
+                estimate_text(a, i, n) for a, i, n in zip(table["accuracy"], table["interval"], table["seeds"])
+            ],
+            "accuracy at end (%)": [
+                estimate_text(a, i, n) for a, i, n in zip(table["at end"], table["end interval"], table["seeds"])
+            ],
             "difference (points)": [
-                estimate_text(d, i, sign=True) for d, i in zip(table["difference"], table["difference interval"])
+                estimate_text(d, i, n, sign=True)
+                for d, i, n in zip(table["difference"], table["difference interval"], table["seeds"])
             ],
             "p": table["p"].map(p_text),
             "Holm p": table["Holm p"].map(p_text),
@@ -310,11 +315,13 @@ def equal_compute_frame(table: pd.DataFrame, value: str = "accuracy") -> pd.Data
     its whole run)."""
     if value not in ("accuracy", "difference"):
         raise ValueError(f"value must be 'accuracy' or 'difference', got {value!r}")
-    rows = table if value == "accuracy" else table[table["difference"].notna()]
+    rows = table if value == "accuracy" or table.empty else table[table["difference"].notna()]
+    if rows.empty:
+        return pd.DataFrame({"state": ["no counted run has reached a budget yet"]})
 
     def cell(row) -> str:
         interval = row["interval" if value == "accuracy" else "difference interval"]
-        text = estimate_text(row[value], interval, sign=value == "difference")
+        text = estimate_text(row[value], interval, row["seeds"], sign=value == "difference")
         return text + (", ended" if row["stopped"] else "")
 
     frame = rows.assign(cell=rows.apply(cell, axis=1), budget=rows["minutes"].map("{:g} min".format))
