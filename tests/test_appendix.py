@@ -137,6 +137,22 @@ def test_the_grid_says_how_far_it_has_got(runs, tmp_path):
     assert progress.startswith("All 2 runs") and "lora_r8_s1" in progress
 
 
+def test_the_third_studys_rate_check_and_grid_are_sets_of_their_own(runs, tmp_path):
+    save_record(_record("long_full_lr3e-05_s100", method="full", lr=3e-5, seed=100), runs / "v3" / "rates")
+    save_record(_record("full_s0", method="full", lr=3e-5), runs / "v3")
+    save_record(_record("search_dora_r8_lr0.001_s0", method="dora", rank=8, lr=1e-3), runs / "v3" / "tuning")
+    index = run_index(runs).set_index("page")
+    assert index.loc["executed/v3/rates/long_full_lr3e-05_s100", "set"] == "next rate check"
+    assert index.loc["executed/v3/full_s0", "set"] == "next grid"
+    assert index.loc["executed/v3/tuning/search_dora_r8_lr0.001_s0", "set"] == "next tuning"
+    assert index.loc["executed/full_s0", "set"] == "grid"
+    grid = tmp_path / "experiments.yml"
+    grid.write_text('{"runs": [{"method": "full", "lr": 3e-5}], "seeds": [0, 1]}')
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "train.ipynb").write_text("{}")
+    assert grid_progress(grid, index.reset_index(), "next grid").startswith("1 of the 2 runs")
+
+
 def test_an_empty_folder_has_no_index(tmp_path):
     (tmp_path / "executed").mkdir()
     with pytest.raises(ValueError, match="executed"):

@@ -38,8 +38,9 @@ PAGES = [
     "03_into_bert",
     "04_adapters",
     "05_experiments",
-    "07_how_run",
-    "06_analysis",
+    "06_given_time",
+    "08_how_run",
+    "07_analysis",
     "reproduce",
     "train",
     "appendix",
@@ -85,7 +86,7 @@ def test_the_study_chapters_say_how_many_runs_they_rest_on(pages):
     grid = len(load_records(REPO / REPORTED, eval_split="validation"))
     search = len(load_records(REPO / "executed" / "tuning"))
     results, protocol = (
-        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages[name])) for name in ("05_experiments", "07_how_run")
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages[name])) for name in ("05_experiments", "08_how_run")
     )
     assert f"{grid} runs" in results
     assert f"{grid} runs" in protocol and f"{search} tuning runs" in protocol
@@ -141,7 +142,8 @@ return {
             visible: visible(img), caption: caption ? caption.innerText.trim() : null};
   }),
   tables: Array.from(article.querySelectorAll('table')).map(t => ({
-    rows: t.rows.length, caption: t.caption ? t.caption.innerText.trim() : null})),
+    rows: t.rows.length, caption: t.caption ? t.caption.innerText.trim() : null, id: t.id,
+    first_column: Array.from(t.rows).slice(1).map(r => r.cells[0].innerText.trim())})),
   links: Array.from(article.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
   formulas: Array.from(article.querySelectorAll('.math')).map(m => ({
     typeset: m.querySelector('mjx-container') !== null, source: m.textContent.trim().slice(0, 60)})),
@@ -151,7 +153,7 @@ return {
 """
 MYST_MARKUP = re.compile(r"`{3,}\{\w+\}|\{(?:glue|numref|ref)(?::\w+)?\}`|^:name: ", re.M)
 RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
-STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_analysis"]  # the pages whose point is a figure
+STUDY_PAGES = ["02_lora_layer", "05_experiments", "06_given_time", "07_analysis"]  # the pages whose point is a figure
 
 
 def _browser_paths():
@@ -307,6 +309,21 @@ def test_the_landing_pages_first_screen_says_how_close_lora_comes_and_at_what_co
         assert numbers[key] in screen, f"the landing page's first screen lacks {key}: {numbers[key]!r}"
     # the project's own measures do not structure the first screen
     assert not re.search(r"\btarget\b|not resolved", screen), screen
+
+
+def test_the_given_time_chapter_shows_each_finished_configuration_of_the_third_grid(seen):
+    from lora_lib.study import long_runs
+    from lora_lib.study.record import load_records
+
+    records = [r for r in load_records(REPO / "executed" / "v3") if r.curve]
+    timed = [r for r in records if long_runs.question_of(r.config) == "time"]
+    tables = {table["id"]: table for table in seen["06_given_time"]["tables"]}
+    assert tables["tbl-given-time-selected"]["first_column"] == list(long_runs.configurations(timed))
+    counted = long_runs.counted_runs(timed)  # equal compute counts the runs that had the machine
+    assert tables["tbl-given-time-equal"]["first_column"] == list(long_runs.configurations(counted))
+    assert re.match(r"Table \d", tables["tbl-given-time-selected"]["caption"])
+    shown = [image for image in seen["06_given_time"]["images"] if image["visible"] and image["natural_width"] > 0]
+    assert len(shown) == 2  # accuracy against epochs and against minutes
 
 
 def test_the_appendix_links_resolve(seen):

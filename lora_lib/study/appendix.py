@@ -33,14 +33,17 @@ from .grid import expand
 from .record import ARCHIVE, RANK_RATE, Record, load_record, load_records
 
 # The sets of runs, in the order the appendix shows them, and the subfolder each lives in: the
-# grid's at the top, its ranks at one rate, the search's, the next study's search, the first
-# study's (archived), and runs a changed grid replaced (under any of them).
-NEXT_TUNING = "v3/tuning"
+# grid's at the top, its ranks at one rate, the search's, the third study's search, rate check and
+# grid, the first study's (archived), and runs a changed grid replaced (under any of them).
+NEXT_STUDY = "v3"
+NEXT_TUNING = f"{NEXT_STUDY}/tuning"
 SETS = {
     "grid": None,
     "rank rate": RANK_RATE,
     "tuning": "tuning",
     "next tuning": NEXT_TUNING,
+    "next rate check": f"{NEXT_STUDY}/rates",
+    "next grid": NEXT_STUDY,
     "v1": ARCHIVE,
     "superseded": "superseded",
 }
@@ -204,11 +207,11 @@ def run_index(folder: str | Path, book_path: str = "executed") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def grid_progress(grid_file: str | Path, index: pd.DataFrame) -> str:
-    """How far a grid has got, as a sentence: its runs with a record among ``run_index``'s grid
-    set, and any grid-set run the file no longer lists."""
+def grid_progress(grid_file: str | Path, index: pd.DataFrame, set_name: str = "grid") -> str:
+    """How far a grid has got, as a sentence: its runs with a record among ``run_index``'s
+    ``set_name`` set, and any run of the set that the file no longer lists."""
     planned = {run.run_id for run in expand(grid_file).runs}
-    done = set(index.loc[index["set"] == "grid", "run"])
+    done = set(index.loc[index["set"] == set_name, "run"])
     name = Path(grid_file).name
     text = (
         f"All {len(planned)} runs of `{name}` have finished."

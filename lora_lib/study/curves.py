@@ -7,7 +7,10 @@
   last epoch, in points; ``is_flat`` applies the rule (at most ``FLAT_RISE``).
 - ``contended(record)``: whether other work shared the machine during a run, from its load averages.
 - ``curve_frame(records)``: one row per run, point and split, for plots and tables.
-- ``accuracy_within(record, minutes)``: the last point reached within a budget of training time.
+- ``first_epochs(record, epochs)``: a longer constant-rate run cut to the shorter run it repeats.
+- ``reached(record, minutes)``, ``accuracy_within(record, minutes)``: the points, and the last
+  point's accuracy, reached within a budget of training time.
+- ``slowed(records)``: the runs that trained well below their configuration's usual speed.
 - ``chosen_rate(records, current)``: the long-schedule search's rate, by the selected points.
 """
 
@@ -18,11 +21,13 @@ import os
 import numpy as np
 import pandas as pd
 
+from .config import RunConfig
 from .record import CurvePoint, Record
 
 SELECTION_SPLIT = "sentences"  # the clean tuning slice: what chooses a checkpoint or a rate
 FLAT_RISE = 0.3  # points: a curve whose last epoch rose more than this over the one before still rises
 CONTENDED_LOAD = 1.5  # times the machine's cores: a load average above it means other work shared the machine
+SLOW_SHARE = 0.9  # of its configuration's median speed: a run below it was slowed by something its load missed
 
 
 class CurveError(ValueError):
@@ -102,11 +107,43 @@ def curve_frame(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def first_epochs(record: Record, epochs: float) -> Record:
+    """The run cut to its points within ``epochs``: at a constant rate after a fixed warm-up, the
+    first points of a longer run are the shorter run of the same seed. A CurveError if the run
+    trained fewer epochs, or did not hold its rate constant (a decaying rate depends on the end)."""
+    curve = _curve(record)
+    if record.config.lr_schedule != "constant":
+        raise CurveError(f"run {record.run_id} decays its rate: its first points are not a shorter run's")
+    if curve[-1].epoch < epochs - 1e-9:
+        raise CurveError(f"run {record.run_id} trained {curve[-1].epoch:g} epochs, fewer than {epochs:g}")
+    return record.model_copy(update={"curve": [point for point in curve if point.epoch <= epochs + 1e-9]})
+
+
+def reached(record: Record, minutes: float) -> list[CurvePoint]:
+    """The run's points within ``minutes`` of training (its evaluations not counted)."""
+    return [point for point in _curve(record) if point.train_seconds <= 60 * minutes]
+
+
 def accuracy_within(record: Record, minutes: float, split: str = "validation") -> float | None:
     """The accuracy (%) on ``split`` at the run's last point within ``minutes`` of training;
     ``None`` if its first point came later."""
-    reached = [point for point in _curve(record) if point.train_seconds <= 60 * minutes]
-    return 100 * reached[-1].splits[split].accuracy if reached else None
+    points = reached(record, minutes)
+    return 100 * points[-1].splits[split].accuracy if points else None
+
+
+def slowed(records: list[Record]) -> set[str]:
+    """The run ids of runs that trained below ``SLOW_SHARE`` of the median examples a second of
+    their configuration (``curve_label``); a configuration with fewer than three runs has no
+    median to judge by. It catches a slow run whose load averages looked normal."""
+    speeds: dict[str, list[Record]] = {}
+    for record in records:
+        speeds.setdefault(curve_label(record), []).append(record)
+    slow = set()
+    for runs in speeds.values():
+        if len(runs) >= 3:
+            median = float(np.median([r.cost.train_examples_per_second for r in runs]))
+            slow |= {r.run_id for r in runs if r.cost.train_examples_per_second < SLOW_SHARE * median}
+    return slow
 
 
 def chosen_rate(records: list[Record], current: float, split: str = SELECTION_SPLIT) -> float:
@@ -146,6 +183,45 @@ def run_summary(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run_id")
 
 
+def configuration_label(config: RunConfig) -> str:
+    """How the third study names a configuration: LoRA's successors by what they change
+    ("rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8"), every other one as the tables do."""
+    from .aggregate import config_label
+    from .successors import config_variant
+
+    if config.method in ("lora", "dora", "pissa"):
+        name = config_variant(config.method, config.hparams, config.loraplus_ratio)
+        if not name.startswith("LoRA r="):
+            return name
+    return config_label(config.method, config.hparams)
+
+
+def curve_label(record: Record) -> str:
+    """A run's configuration as the third study names it (``configuration_label``)."""
+    return configuration_label(record.config)
+
+
+def mean_curves(records: list[Record], split: str = "validation") -> pd.DataFrame:
+    """Each configuration's curve on ``split``, averaged over its seeds point by point: one row
+    per configuration and step, with the mean epoch and minutes of training, the accuracy's
+    mean and standard deviation over seeds (%), and how many seeds reached the step."""
+    frame = curve_frame(records)
+    labels = {record.run_id: curve_label(record) for record in records}
+    methods = {record.run_id: record.method for record in records}
+    frame = frame[frame["split"] == split].assign(
+        configuration=frame["run_id"].map(labels), method=frame["run_id"].map(methods)
+    )
+    grouped = frame.groupby(["configuration", "step"], sort=False)
+    return grouped.agg(
+        method=("method", "first"),
+        epoch=("epoch", "mean"),
+        minutes=("minutes", "mean"),
+        accuracy=("accuracy", "mean"),
+        sd=("accuracy", lambda a: a.std(ddof=1) if len(a) > 1 else 0.0),
+        seeds=("accuracy", "size"),
+    ).reset_index()
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m lora_lib.study.curves FOLDER``: the curve runs in FOLDER, a row each."""
     import argparse
@@ -168,37 +244,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def curve_label(record: Record) -> str:
-    """How the third study names a run's configuration: LoRA's successors by what they change
-    ("rsLoRA r=8", "LoRA+ r=8", "DoRA r=8", "PiSSA r=8"), every other one as the tables do."""
-    from .aggregate import config_label
-    from .successors import variant_name
-
-    if record.method in ("lora", "dora", "pissa"):
-        name = variant_name(record)
-        if not name.startswith("LoRA r="):
-            return name
-    return config_label(record.method, record.config.hparams)
-
-
-def mean_curves(records: list[Record], split: str = "validation") -> pd.DataFrame:
-    """Each configuration's curve on ``split``, averaged over its seeds point by point: one row
-    per configuration and step, with the mean epoch and minutes of training, the accuracy's
-    mean and standard deviation over seeds (%), and how many seeds reached the step."""
-    frame = curve_frame(records)
-    labels = {record.run_id: curve_label(record) for record in records}
-    methods = {record.run_id: record.method for record in records}
-    frame = frame[frame["split"] == split].assign(
-        configuration=frame["run_id"].map(labels), method=frame["run_id"].map(methods)
-    )
-    grouped = frame.groupby(["configuration", "step"], sort=False)
-    return grouped.agg(
-        method=("method", "first"),
-        epoch=("epoch", "mean"),
-        minutes=("minutes", "mean"),
-        accuracy=("accuracy", "mean"),
-        sd=("accuracy", lambda a: a.std(ddof=1) if len(a) > 1 else 0.0),
-        seeds=("accuracy", "size"),
-    ).reset_index()

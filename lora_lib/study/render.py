@@ -17,7 +17,7 @@ from matplotlib.ticker import NullFormatter
 
 from .aggregate import config_label, label_of, method_order
 from .record import Record
-from .stats import t_interval
+from .stats import Interval, t_interval
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency; markers carry it in print.
 COLORS = ["#000000", "#999999", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442"]
@@ -250,14 +250,11 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
     cost = summary.set_index("label")
     cost = cost.loc[table.index]
 
-    def interval(value) -> str:
-        return "" if value is None else f"{value.estimate:.2f} ({value.low:.2f} to {value.high:.2f})"
-
     return pd.DataFrame(
         {
             "method": table.index,
-            "accuracy (%)": table["accuracy over seeds and sentences"].map(interval).values,
-            "difference (points)": table["difference"].map(interval).values,
+            "accuracy (%)": table["accuracy over seeds and sentences"].map(interval_text).values,
+            "difference (points)": table["difference"].map(interval_text).values,
             "p": table["p"].map(p_text).values,
             "Holm p": table["Holm p"].map(p_text).values,
             "seeds": table["seeds"].values,
@@ -267,6 +264,70 @@ def paired_results_frame(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataF
             "memory (MiB)": cost["peak_rss_mb"].map("{:.0f}".format).values,
         }
     )
+
+
+def interval_text(value: Interval | None) -> str:
+    """An estimate with its interval, "88.52 (87.96 to 89.08)"; empty where there is none."""
+    return "" if value is None else f"{value.estimate:.2f} ({value.low:.2f} to {value.high:.2f})"
+
+
+def estimate_text(estimate: float | None, interval: Interval | None, seeds: int, sign: bool = False) -> str:
+    """An estimate with its interval where it has one, "88.88 (2 seeds)" where it has not
+    (too few seeds for one); a difference (``sign``) with its sign. Empty where there is no estimate."""
+    if estimate is None or pd.isna(estimate):
+        return ""
+    form = "+.2f" if sign else ".2f"
+    if interval is None:
+        return f"{estimate:{form}} ({seeds} seed{'s' if seeds != 1 else ''})"
+    return f"{interval.estimate:{form}} ({interval.low:{form}} to {interval.high:{form}})"
+
+
+def selected_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``long_runs.selected_table`` as a reader reads it: each configuration's seeds and epochs,
+    where its checkpoints were selected, its validation accuracy there and at the end, and its
+    difference to full fine-tuning at the selected checkpoints with the p-values."""
+    return pd.DataFrame(
+        {
+            "seeds": table["seeds"],
+            "epochs": table["epochs"].map("{:g}".format),
+            "selected at epoch": table["selected epoch"].map("{:.2f}".format),
+            "accuracy at selected (%)": [
+                estimate_text(a, i, n) for a, i, n in zip(table["accuracy"], table["interval"], table["seeds"])
+            ],
+            "accuracy at end (%)": [
+                estimate_text(a, i, n) for a, i, n in zip(table["at end"], table["end interval"], table["seeds"])
+            ],
+            "difference (points)": [
+                estimate_text(d, i, n, sign=True)
+                for d, i, n in zip(table["difference"], table["difference interval"], table["seeds"])
+            ],
+            "p": table["p"].map(p_text),
+            "Holm p": table["Holm p"].map(p_text),
+        },
+        index=table.index,
+    ).rename_axis("configuration")
+
+
+def equal_compute_frame(table: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
+    """``long_runs.equal_compute`` as a configurations x budgets table of the accuracy (%) or of
+    the ``"difference"`` to full fine-tuning (points), each cell with its interval; a cell marked
+    "ended" is a configuration one of whose runs had stopped before that budget (it reports
+    its whole run)."""
+    if value not in ("accuracy", "difference"):
+        raise ValueError(f"value must be 'accuracy' or 'difference', got {value!r}")
+    rows = table if value == "accuracy" or table.empty else table[table["difference"].notna()]
+    if rows.empty:
+        return pd.DataFrame({"state": ["no counted run has reached a budget yet"]})
+
+    def cell(row) -> str:
+        interval = row["interval" if value == "accuracy" else "difference interval"]
+        text = estimate_text(row[value], interval, row["seeds"], sign=value == "difference")
+        return text + (", ended" if row["stopped"] else "")
+
+    frame = rows.assign(cell=rows.apply(cell, axis=1), budget=rows["minutes"].map("{:g} min".format))
+    order = list(dict.fromkeys(rows["configuration"]))
+    wide = frame.pivot(index="configuration", columns="budget", values="cell").reindex(order).fillna("")
+    return wide[[f"{m:g} min" for m in sorted(rows["minutes"].unique())]].rename_axis(columns=None)
 
 
 def p_text(p) -> str:
@@ -350,7 +411,7 @@ def _aligned_decimals(frame: pd.DataFrame, most: int = 3) -> pd.DataFrame:
 _BOUND = re.compile(r"^[<>≤≥] \d[\d.]*$")
 _RANGE = re.compile(r"^[+\-−]?\d[\d.]* to [+\-−]?\d[\d.]*$")
 NBSP = "\u00a0"
-_ESTIMATE = re.compile(r"^[+\-−]?\d[\d.,]*%? [\[(][^\[\]()]*[\])]$")
+_ESTIMATE = re.compile(r"^[+\-−]?\d[\d.,]*%? [\[(][^\[\]()]*[\])](, \w+)?$")
 
 
 def unbreakable_intervals(frame: pd.DataFrame) -> pd.DataFrame:

@@ -17,19 +17,27 @@ from .protocol import clean_search, edges, search_table
 from .record import Record
 
 
-def variant_name(record: Record) -> str:
-    """A LoRA-family run's name by what it changes: DoRA and PiSSA by method, rsLoRA by its
-    scaling, LoRA+ by B's rate; plain LoRA otherwise (on its default weights)."""
-    hparams = with_defaults(record.method, record.config.hparams)
-    if record.method in ("dora", "pissa"):
-        name = {"dora": "DoRA", "pissa": "PiSSA"}[record.method]
-    elif record.method != "lora":
-        raise ValueError(f"run {record.run_id} is {record.method!r}, not of the LoRA family")
-    elif record.config.loraplus_ratio is not None:
+def config_variant(method: str, hparams: dict | None, loraplus_ratio: float | None = None) -> str:
+    """A LoRA-family configuration's name by what it changes: DoRA and PiSSA by method, rsLoRA
+    by its scaling, LoRA+ by B's rate; plain LoRA otherwise (on its default weights)."""
+    full = with_defaults(method, hparams)
+    if method in ("dora", "pissa"):
+        name = {"dora": "DoRA", "pissa": "PiSSA"}[method]
+    elif method != "lora":
+        raise ValueError(f"{method!r} is not of the LoRA family (lora, dora, pissa)")
+    elif loraplus_ratio is not None:
         name = "LoRA+"
     else:
-        name = "rsLoRA" if hparams["use_rslora"] else "LoRA"
-    return f"{name} r={hparams['rank']}"
+        name = "rsLoRA" if full["use_rslora"] else "LoRA"
+    return f"{name} r={full['rank']}"
+
+
+def variant_name(record: Record) -> str:
+    """A LoRA-family run's name by what it changes (``config_variant``)."""
+    try:
+        return config_variant(record.method, record.config.hparams, record.config.loraplus_ratio)
+    except ValueError as err:
+        raise ValueError(f"run {record.run_id}: {err}") from None
 
 
 def _stage_one(records: list[Record]) -> pd.DataFrame:
@@ -41,23 +49,41 @@ def _stage_one(records: list[Record]) -> pd.DataFrame:
     return search.assign(configuration=search["run_id"].map(lambda i: variant_name(by_id[i])))
 
 
+def _best_rates(variant_records: list[Record], lora_records: list[Record]):
+    """The variants' stage 1 (``_stage_one``), its ``edges`` per variant, and LoRA's own stage-1
+    ``edges`` (plain LoRA at alpha = 16, named "LoRA r=8" for query and value), with a
+    ValueError for a variant's rank that LoRA's search never tried."""
+    if not variant_records:
+        raise ValueError("no successor runs: run lora-sweep studies/v3/search_variants.yml first")
+    searched = _stage_one(variant_records)
+    variants = edges(searched)
+    plain = clean_search(lora_records)
+    lora = edges(plain[(plain["stage"] == 1) & (plain["method"] == "lora") & (plain["rule"] == "α = 16")])
+    for name, row in variants.iterrows():
+        if f"LoRA r={int(row['rank'])}" not in lora.index:
+            raise ValueError(f"LoRA's search never tried LoRA r={int(row['rank'])}, to set {name} beside it")
+    return searched, variants, lora
+
+
+def best_rates(variant_records: list[Record], lora_records: list[Record]) -> dict[str, tuple[float, float]]:
+    """Per variant of the successors' stage 1: its best rate, and LoRA's best stage-1 rate at the same rank."""
+    _, variants, lora = _best_rates(variant_records, lora_records)
+    return {
+        name: (float(row["best"]), float(lora.loc[f"LoRA r={int(row['rank'])}", "best"]))
+        for name, row in variants.iterrows()
+    }
+
+
 def successor_search(variant_records: list[Record], lora_records: list[Record]) -> pd.DataFrame:
     """One row per variant of ``variant_records`` (stage 1 on the clean slice): the rates tried,
     their precision and held-out accuracies (%), the best rate and its accuracy, where it sits, and LoRA's
     best stage-1 rate at the same rank on its default weights (from ``lora_records``, the second
     study's search) with the ratio of LoRA's best rate to the variant's. A ValueError names a
     rank that LoRA's search never tried."""
-    if not variant_records:
-        raise ValueError("no successor runs: run lora-sweep studies/v3/search_variants.yml first")
-    searched = _stage_one(variant_records)
-    variants = edges(searched)
-    plain = clean_search(lora_records)  # named by config_label: "LoRA r=8" is LoRA on query and value
-    lora = edges(plain[(plain["stage"] == 1) & (plain["method"] == "lora") & (plain["rule"] == "α = 16")])
+    searched, variants, lora = _best_rates(variant_records, lora_records)
     rows = []
     for name, row in variants.iterrows():
         reference = f"LoRA r={int(row['rank'])}"
-        if reference not in lora.index:
-            raise ValueError(f"LoRA's search never tried {reference}, to set {name} beside it")
         rows.append(
             {
                 "variant": name,

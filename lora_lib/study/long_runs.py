@@ -1,0 +1,335 @@
+"""The third study's grid (``studies/v3/experiments.yml``) read for the questions it answers.
+
+- ``configurations(records)``: the runs of each configuration (``curves.curve_label``), in seed order.
+- ``common_length(runs)``: the epochs every run of a configuration trained, and the runs cut to
+  them (``curves.first_epochs``): a configuration whose seed 0 trained 8 epochs and whose other
+  seeds 4, because its curve was flat at 4, is reported over 4.
+- ``selected_table(records)``: each configuration's validation accuracy at its selected
+  checkpoints, with its interval over seeds and sentences, and its difference to full
+  fine-tuning there (interval, sign-flip p, Holm's over the table).
+- ``within(record, minutes)``: the checkpoint a run would report given a budget of training
+  time: its selected point among the points it had reached.
+- ``equal_compute(records)``: each configuration's accuracy at those checkpoints after 5, 10,
+  20 and 40 minutes of training on this machine, and its difference to full fine-tuning's,
+  from the runs that had the machine to themselves.
+- ``schedule_table(records)``: how seed 0's first four epochs decided how long each
+  configuration's other seeds train.
+- ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
+- ``question_of(config)``, ``progress(grid_file, records)``: which question a run answers, and
+  how many of each question's runs have finished.
+- ``swings(records)``: how far a curve moves from one point to the next.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lora_lib.registry import with_defaults
+
+from .aggregate import method_order
+from .config import RunConfig
+from .curves import (
+    FLAT_RISE,
+    SELECTION_SPLIT,
+    CurveError,
+    configuration_label,
+    contended,
+    curve_label,
+    first_epochs,
+    last_epoch_rise,
+    reached,
+    slowed,
+)
+from .headline import said
+from .paired import evaluation_labels
+from .record import CurvePoint, Record
+from .stats import Interval, crossed_interval, holm, sign_flip_test
+
+REFERENCE = "Full fine-tuning"
+REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
+MIN_SEEDS = 3  # the protocol's seeds for a curve: with fewer, the seeds' variance is too rough to put in an interval
+SAME_RUN_EXCEPT = {"seed", "run_id", "epochs"}  # what may differ between the runs of one configuration
+EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+QUESTIONS = {
+    "time": "Given time, does the gap close? At equal compute, which is ahead?",
+    "successors": "Do LoRA's successors get there sooner or higher?",
+    "rank": "Once the scaling is fixed, what does rank buy?",
+}
+DECIDING_EPOCHS = 4  # seed 0's first four epochs decide its configuration's other seeds' length
+LONG_EPOCHS = 8  # what they train if its curve still rose over the fourth
+
+
+def configurations(records: list[Record]) -> dict[str, list[Record]]:
+    """Each configuration's curve runs in seed order, the configurations in the tables' order
+    (full fine-tuning first, then by method, then by name)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        if record.curve:
+            groups.setdefault(curve_label(record), []).append(record)
+    for label, runs in groups.items():
+        settings = [r.config.model_dump(exclude=SAME_RUN_EXCEPT) for r in runs]
+        odd = [r.run_id for r, s in zip(runs, settings) if s != settings[0]]
+        if odd:
+            raise CurveError(
+                f"{label}: runs {', '.join(odd)} differ from {runs[0].run_id} in more than seed and length "
+                "(another rate or setting): keep one configuration's runs in a folder, or move the others "
+                "into a superseded/ folder"
+            )
+    order = sorted(groups, key=lambda label: (method_order(groups[label][0].method), label))
+    return {label: sorted(groups[label], key=lambda r: r.seed) for label in order}
+
+
+def common_length(runs: list[Record]) -> tuple[float, list[Record]]:
+    """The epochs every run trained (the shortest run's), and each run cut to them."""
+    epochs = min(run.curve[-1].epoch for run in runs)
+    return epochs, [first_epochs(run, epochs) for run in runs]
+
+
+def within(record: Record, minutes: float | None = None, split: str = SELECTION_SPLIT) -> CurvePoint | None:
+    """The point the run reports given ``minutes`` of training (all of its training if None):
+    the highest on ``split`` (the held-out sentences) among those reached, the earliest of
+    equals; None before its first point."""
+    points = record.curve if minutes is None else reached(record, minutes)
+    if not points:
+        return None
+    scores = [point.splits[split].accuracy for point in points]
+    return points[int(np.argmax(scores))]
+
+
+def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
+    """Seeds x sentences of 0/1: whether each point's prediction on the validation split is right."""
+    labels = np.asarray(labels)
+    rows = []
+    for point in points:
+        predicted = np.array(point.splits[REPORTED_SPLIT].labels())
+        if predicted.shape != labels.shape:
+            raise CurveError(
+                f"the point at step {point.step} has {len(predicted)} {REPORTED_SPLIT} predictions, "
+                f"the split {len(labels)} labels: score every run on the same split"
+            )
+        rows.append(predicted == labels)
+    return np.array(rows, dtype=float)
+
+
+def _accuracy(correct: np.ndarray) -> tuple[float, Interval | None]:
+    """The mean accuracy in points, and its interval where there are seeds enough for one."""
+    estimate = 100 * float(correct.mean())
+    return estimate, crossed_interval(correct).interval if len(correct) >= MIN_SEEDS else None
+
+
+def _difference(correct: np.ndarray, reference: np.ndarray) -> tuple[float, Interval | None, float]:
+    """A minus the reference in points; its interval and sign-flip p where both have seeds
+    enough (else None and NaN)."""
+    estimate = 100 * float(correct.mean() - reference.mean())
+    if min(len(correct), len(reference)) < MIN_SEEDS:
+        return estimate, None, np.nan
+    return estimate, crossed_interval(correct, reference).interval, sign_flip_test(correct, reference)
+
+
+def _labels(groups: dict[str, list[Record]], labels, data_dir: str | None):
+    if not groups:
+        raise CurveError("no curve runs: run lora-sweep studies/v3/experiments.yml first")
+    return evaluation_labels(next(iter(groups.values()))[0].config, data_dir) if labels is None else labels
+
+
+def selected_table(
+    records: list[Record], reference: str = REFERENCE, data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """One row per configuration, over the epochs all its runs trained: seeds, epochs, the mean
+    selected epoch, the validation accuracy (points) at the selected checkpoints and at the end,
+    each with its interval (None with fewer than ``MIN_SEEDS`` seeds), and the difference to
+    ``reference`` at the selected checkpoints with its interval, p and Holm's p over the table
+    (NaN where there is none)."""
+    groups = configurations(records)
+    gold = _labels(groups, labels, data_dir)
+    if reference not in groups:
+        raise CurveError(f"no run of {reference}, the reference every difference is taken to: run it first")
+    cut = {label: common_length(runs) for label, runs in groups.items()}
+    chosen = {label: [within(run) for run in runs] for label, (_, runs) in cut.items()}
+    base = correct_at(chosen[reference], gold)
+    rows = []
+    for label, (epochs, runs) in cut.items():
+        correct = correct_at(chosen[label], gold)
+        accuracy, interval = _accuracy(correct)
+        end, end_interval = _accuracy(correct_at([run.curve[-1] for run in runs], gold))
+        row = {
+            "configuration": label,
+            "method": runs[0].method,
+            "seeds": len(runs),
+            "epochs": epochs,
+            "selected epoch": float(np.mean([point.epoch for point in chosen[label]])),
+            "accuracy": accuracy,
+            "interval": interval,
+            "at end": end,
+            "end interval": end_interval,
+            "difference": np.nan,
+            "difference interval": None,
+            "p": np.nan,
+        }
+        if label != reference:
+            row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("configuration")
+    tested = table["p"].notna()
+    table["Holm p"] = np.nan
+    if tested.any():
+        table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    return table
+
+
+def counted_runs(records: list[Record]) -> list[Record]:
+    """The curve runs that the equal-compute comparison counts: neither ``contended`` nor
+    ``slowed`` against the uncontended runs of their configuration (which needs three of them)."""
+    quiet = [r for r in records if r.curve and not contended(r)]
+    slow = slowed(quiet)
+    return [r for r in quiet if r.run_id not in slow]
+
+
+def equal_compute(
+    records: list[Record],
+    minutes=EQUAL_COMPUTE_MINUTES,
+    reference: str = REFERENCE,
+    data_dir: str | None = None,
+    labels=None,
+) -> pd.DataFrame:
+    """One row per configuration and budget of training minutes: the validation accuracy
+    (points) at each run's checkpoint selected among the points reached by then, with its
+    interval, and its difference to ``reference``'s at the same budget. Only ``counted_runs``
+    count, each cut to the epochs all its configuration's counted runs trained (as
+    ``selected_table`` reads them); a budget before any counted run's first point is left out,
+    and ``stopped`` says a run had ended before the budget (it reports its whole run)."""
+    counted = counted_runs(records)
+    if not counted and any(r.curve for r in records):
+        raise CurveError("every curve run shared the machine or ran slow: none can be compared at equal compute")
+    groups = {label: common_length(runs)[1] for label, runs in configurations(counted).items()}
+    gold = _labels(groups, labels, data_dir)
+    rows = []
+    for budget in minutes:
+        points = {label: [within(run, budget) for run in runs] for label, runs in groups.items()}
+        base = points.get(reference)
+        base = correct_at(base, gold) if base and None not in base else None
+        for label, runs in groups.items():
+            if None in points[label]:
+                continue
+            correct = correct_at(points[label], gold)
+            accuracy, interval = _accuracy(correct)
+            row = {
+                "configuration": label,
+                "method": runs[0].method,
+                "minutes": budget,
+                "seeds": len(runs),
+                "epoch": float(np.mean([point.epoch for point in points[label]])),
+                "accuracy": accuracy,
+                "interval": interval,
+                "difference": np.nan,
+                "difference interval": None,
+                "stopped": any(run.curve[-1].train_seconds < 60 * budget for run in runs),
+            }
+            if base is not None and label != reference:
+                row["difference"], row["difference interval"], _ = _difference(correct, base)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def schedule_table(records: list[Record]) -> pd.DataFrame:
+    """One row per configuration whose seed 0 trained more than ``DECIDING_EPOCHS`` epochs:
+    seed 0's rise over its fourth epoch and over its last (points, held-out sentences), the
+    epochs the rule gives its other seeds (``LONG_EPOCHS`` if the fourth epoch rose more than
+    ``FLAT_RISE``, else ``DECIDING_EPOCHS``), the epochs those seeds' records trained ("" before
+    they ran), and whether seed 0 was flat by its end (its last epoch rose at most ``FLAT_RISE``):
+    one that was not is reported as still rising."""
+    rows = []
+    for label, runs in configurations(records).items():
+        first = next((run for run in runs if run.seed == 0), None)
+        if first is None or first.curve[-1].epoch <= DECIDING_EPOCHS:
+            continue
+        rise, end_rise = last_epoch_rise([first_epochs(first, DECIDING_EPOCHS)]), last_epoch_rise([first])
+        others = sorted({run.curve[-1].epoch for run in runs if run.seed != 0})
+        rows.append(
+            {
+                "configuration": label,
+                "seed 0 epochs": first.curve[-1].epoch,
+                f"rise over epoch {DECIDING_EPOCHS}": rise,
+                "rise over its last epoch": end_rise,
+                "flat by its end": end_rise <= FLAT_RISE,
+                "other seeds train": LONG_EPOCHS if rise > FLAT_RISE else DECIDING_EPOCHS,
+                "other seeds trained": ", ".join(f"{e:g}" for e in others),
+            }
+        )
+    columns = ["configuration", "seed 0 epochs", f"rise over epoch {DECIDING_EPOCHS}", "rise over its last epoch"]
+    columns += ["flat by its end", "other seeds train", "other seeds trained"]
+    return pd.DataFrame(rows, columns=columns).set_index("configuration")
+
+
+def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.DataFrame:
+    """``selected_table``'s differences as a reader is told them: ``side`` "below", "above" or
+    "not distinguishable" from the interval, or "too few seeds" where one side has fewer than
+    ``MIN_SEEDS``; ``text`` the words (``headline.said``'s)."""
+    rows = []
+    reference_seeds = int(table.loc[REFERENCE, "seeds"])
+    for label, row in table.iterrows():
+        if pd.isna(row["difference"]):
+            continue
+        interval = row["difference interval"]
+        if interval is None:
+            side = "too few seeds"
+            text = (
+                f"{row['difference']:+.1f} points from {reference}, with no interval until both have "
+                f"{MIN_SEEDS} seeds ({row['seeds']} and {reference_seeds} so far)"
+            )
+        else:
+            words = said(interval, reference)
+            side, text = words.side, words.text
+        rows.append({"configuration": label, "side": side, "text": text})
+    return pd.DataFrame(rows, columns=["configuration", "side", "text"]).set_index("configuration")
+
+
+def question_of(config: RunConfig) -> str:
+    """The ``QUESTIONS`` key a grid run answers: a LoRA-family run on query and value at another
+    rank than 8 belongs to the rank series, one at r=8 other than plain LoRA to the successors,
+    every other one (LoRA r=8, full fine-tuning, every linear layer, the adapters) to time and
+    equal compute."""
+    if config.method not in ("lora", "dora", "pissa"):
+        return "time"
+    full = with_defaults(config.method, config.hparams)
+    targets = full["targets"]
+    targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
+    if targets != ("query", "value"):
+        return "time"
+    if full["rank"] != 8:
+        return "rank"
+    return "time" if configuration_label(config) == "LoRA r=8" else "successors"
+
+
+def progress(grid_file, records: list[Record]) -> pd.DataFrame:
+    """One row per question: the grid's configurations and runs for it, and how many of the
+    runs have a record among ``records``."""
+    from .grid import expand
+
+    done = {record.run_id for record in records}
+    rows = {key: {"question": text, "configurations": [], "runs": 0, "finished": 0} for key, text in QUESTIONS.items()}
+    for run in expand(grid_file).runs:
+        config = RunConfig.from_parameters(**run.parameters)
+        row = rows[question_of(config)]
+        label = configuration_label(config)
+        if label not in row["configurations"]:
+            row["configurations"].append(label)
+        row["runs"] += 1
+        row["finished"] += run.run_id in done
+    frame = pd.DataFrame(rows.values())
+    return frame.assign(configurations=frame["configurations"].map(", ".join)).set_index("question")
+
+
+def swings(records: list[Record], split: str = REPORTED_SPLIT) -> tuple[float, float]:
+    """How much a curve moves from one point to the next on ``split``: the median and the
+    largest absolute change over every pair of consecutive points of every run, in points."""
+    steps = [
+        abs(later.splits[split].accuracy - earlier.splits[split].accuracy)
+        for record in records
+        if record.curve
+        for earlier, later in zip(record.curve, record.curve[1:])
+    ]
+    if not steps:
+        raise CurveError("no curve with two points to measure a swing")
+    return 100 * float(np.median(steps)), 100 * float(max(steps))

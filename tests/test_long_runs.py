@@ -1,0 +1,210 @@
+"""The third study's grid read for its questions: the selected checkpoints, equal compute, the
+runs cut to a common length, the slowed runs, on made-up curves (1,000 sentences, every label 1,
+so that a point's accuracy is the share of sentences it calls positive)."""
+
+import numpy as np
+import pytest
+from test_curves import curve_record
+
+from lora_lib.study import long_runs, render
+from lora_lib.study.curves import CurveError, first_epochs, slowed
+
+LABELS = np.ones(1000, dtype=int)
+
+
+def run(run_id, clean, validation=None, seed=0, method="lora", **config):
+    rank = None if method == "full" else 8
+    return curve_record(
+        run_id, clean, validation, seed=seed, method=method, rank=rank, lr_schedule="constant", **config
+    )
+
+
+def test_a_longer_constant_rate_run_is_cut_to_the_shorter_run_it_repeats():
+    record = run("a", [80, 81, 82, 83, 84, 85, 86, 87])
+    cut = first_epochs(record, 1)
+    assert [p.epoch for p in cut.curve] == [0.25, 0.5, 0.75, 1.0] and cut.curve == record.curve[:4]
+    assert len(record.curve) == 8  # the record itself is left whole
+    with pytest.raises(CurveError, match="fewer than 3"):
+        first_epochs(record, 3)
+    decaying = curve_record("b", [80] * 8, lr_schedule="linear")
+    with pytest.raises(CurveError, match="decays"):
+        first_epochs(decaying, 1)
+
+
+def test_a_run_well_below_its_configurations_median_speed_is_slowed():
+    runs = [run(f"lora_s{s}", [80] * 4, seed=s, speed=speed) for s, speed in enumerate([100.0, 95.0, 85.0])]
+    assert slowed(runs) == {"lora_s2"}  # 85 < 0.9 x 95
+    assert slowed(runs[:2]) == set()  # two runs have no median to judge by
+
+
+def test_the_selected_table_reports_each_configuration_over_the_epochs_all_its_seeds_trained():
+    # the held-out sentences choose: full_s0's validation accuracy peaks (86) where its held-out
+    # accuracy does not, and the table reports 83, the validation accuracy at the held-out peak
+    full = [
+        run("full_s0", [80, 84, 83, 82], [80, 83, 86, 83], method="full"),
+        run("full_s1", [80, 82, 84, 83], [80, 83, 86, 85], seed=1, method="full"),
+        run("full_s2", [80, 82, 84, 83], [80, 83, 87, 85], seed=2, method="full"),
+    ]
+    # seed 0 trained two epochs, seeds 1 and 2 one: all are read over the first epoch, so seed
+    # 0's best held-out point at epoch 2 (90) is not its selected one
+    lora = [
+        run("lora_s0", [80, 81, 83, 82, 90, 90, 90, 90], [79, 80, 82, 81, 89, 89, 89, 89]),
+        run("lora_s1", [81, 83, 82, 82], [80, 84, 81, 81], seed=1),
+        run("lora_s2", [81, 83, 82, 82], [80, 83, 81, 81], seed=2),
+    ]
+    table = long_runs.selected_table(full + lora, labels=LABELS)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    lora_row, full_row = table.loc["LoRA r=8"], table.loc["Full fine-tuning"]
+    assert lora_row["epochs"] == 1.0 and lora_row["selected epoch"] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
+    assert lora_row["accuracy"] == pytest.approx((82 + 84 + 83) / 3) and lora_row["at end"] == pytest.approx(81.0)
+    assert full_row["accuracy"] == pytest.approx((83 + 86 + 87) / 3)
+    assert lora_row["difference"] == pytest.approx(83.0 - 256 / 3)
+    interval = lora_row["difference interval"]
+    assert interval.low < interval.estimate < interval.high and interval.estimate == pytest.approx(83.0 - 256 / 3)
+    assert np.isnan(full_row["difference"]) and np.isnan(full_row["p"])
+
+
+def test_holm_adjusts_the_comparisons_that_have_an_interval_and_leaves_the_others_out():
+    from lora_lib.study.stats import holm
+
+    full = [run(f"full_s{s}", [80, 90, 90, 90], [80, 90, 89 + s, 90], method="full", seed=s) for s in range(3)]
+    lora = [run(f"lora_s{s}", [80, 88, 88, 88], [80, 87 + s, 86, 85], seed=s) for s in range(3)]
+    dora = [run(f"dora_s{s}", [80, 89, 89, 89], [80, 88, 88 - s, 88], seed=s, method="dora") for s in range(3)]
+    lone = [run("pissa_s0", [80, 91, 91, 91], method="pissa")]
+    table = long_runs.selected_table(full + lora + dora + lone, labels=LABELS)
+    tested = table["p"].notna()
+    assert sorted(table.index[tested]) == ["DoRA r=8", "LoRA r=8"]
+    assert table.loc[tested, "Holm p"].tolist() == pytest.approx(list(holm(table.loc[tested, "p"].to_numpy())))
+    assert np.isnan(table.loc["PiSSA r=8", "Holm p"])
+
+
+def test_a_configuration_with_too_few_seeds_gets_its_value_and_no_interval():
+    full = [run(f"full_s{s}", [80, 84, 83, 82], method="full", seed=s) for s in range(3)]
+    table = long_runs.selected_table([*full, run("lora_s0", [80, 86, 85, 84])], labels=LABELS)
+    row = table.loc["LoRA r=8"]
+    assert row["interval"] is None and row["difference interval"] is None and np.isnan(row["p"])
+    assert row["difference"] == pytest.approx(2.0)
+    shown = render.selected_frame(table).loc["LoRA r=8"]
+    assert shown["difference (points)"] == "+2.00 (1 seed)" and shown["Holm p"] == ""
+    assert long_runs.gaps_said(table).loc["LoRA r=8", "side"] == "too few seeds"
+
+
+def test_runs_of_one_configuration_at_different_rates_are_refused():
+    with pytest.raises(CurveError, match="lora_s1"):
+        long_runs.configurations([run("lora_s0", [80] * 4), run("lora_s1", [80] * 4, seed=1, lr=5e-4)])
+
+
+def test_a_table_without_the_reference_is_refused():
+    with pytest.raises(CurveError, match="Full fine-tuning"):
+        long_runs.selected_table([run("lora_s0", [80] * 4)], labels=LABELS)
+
+
+def test_a_budget_reports_the_checkpoint_selected_among_the_points_reached_by_then():
+    record = run("a", [80, 88, 86, 90], [79, 87, 85, 89])  # a point a minute
+    assert long_runs.within(record, 0.5) is None
+    assert long_runs.within(record, 3).step == 20  # 88 beats the 86 of minute 3
+    assert long_runs.within(record).step == 40
+
+
+def test_equal_compute_counts_the_runs_that_had_the_machine_and_marks_those_that_had_ended():
+    full = [run(f"full_s{s}", [80, 84, 85, 86], method="full", seed=s) for s in range(3)]
+    lora = [run(f"lora_s{s}", [82, 85], seed=s) for s in range(3)]  # two minutes each
+    busy = run("lora_s3", [99, 99], seed=3, loads=(2.0, 3.5))  # contended: left out
+    table = long_runs.equal_compute([*full, *lora, busy], minutes=(0.5, 1, 3), labels=LABELS)
+    assert sorted(table["minutes"].unique()) == [1, 3]  # no run had reached a point by 0.5 min
+    at = table.set_index(["configuration", "minutes"])
+    assert at.loc[("LoRA r=8", 1), "seeds"] == 3 and at.loc[("LoRA r=8", 1), "accuracy"] == pytest.approx(81.0)
+    assert at.loc[("LoRA r=8", 3), "stopped"] and not at.loc[("Full fine-tuning", 3), "stopped"]
+    assert at.loc[("LoRA r=8", 3), "difference"] == pytest.approx(84.0 - 84.0)
+    assert at.loc[("LoRA r=8", 1), "difference"] == pytest.approx(81.0 - 79.0)
+    assert at.loc[("LoRA r=8", 1), "difference interval"] is not None
+    wide = render.equal_compute_frame(table, "difference")
+    assert list(wide.columns) == ["1 min", "3 min"] and list(wide.index) == ["LoRA r=8"]
+    assert wide.loc["LoRA r=8", "3 min"].endswith(", ended")
+    accuracy = render.equal_compute_frame(table)
+    assert list(accuracy.index) == ["Full fine-tuning", "LoRA r=8"]
+    with pytest.raises(ValueError, match="'accuracy' or 'difference'"):
+        render.equal_compute_frame(table, "gap")
+
+
+def test_equal_compute_leaves_out_slowed_runs_and_reads_runs_over_their_common_length():
+    # lora_s2 trained at 80 of the others' 100 examples a second; full_s0 trained two epochs
+    # where the others trained one: at 8 minutes it reports its first epoch, as the others do
+    full = [run("full_s0", [80, 81, 82, 83, 90, 90, 90, 90], method="full")]
+    full += [run(f"full_s{s}", [80, 81, 82, 83], method="full", seed=s) for s in (1, 2)]
+    lora = [run(f"lora_s{s}", [80, 81, 82, 83], seed=s, speed=speed) for s, speed in enumerate([100.0, 100.0, 80.0])]
+    table = long_runs.equal_compute(full + lora, minutes=(8,), labels=LABELS).set_index("configuration")
+    assert table.loc["LoRA r=8", "seeds"] == 2
+    assert table.loc["Full fine-tuning", "accuracy"] == pytest.approx(82.0) and table.loc["Full fine-tuning", "stopped"]
+    assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
+
+
+def test_an_estimate_and_its_interval_with_a_trailing_word_are_kept_on_one_line():
+    frame = render.unbreakable_intervals(render.pd.DataFrame({"a": ["+1.20 (-0.50 to +2.90), ended"]}))
+    assert frame.loc[0, "a"] == "+1.20 " + "(-0.50 to +2.90), ended".replace(" ", render.NBSP)
+
+
+def test_no_curve_runs_are_refused_with_the_command_that_makes_them():
+    with pytest.raises(CurveError, match="lora-sweep studies/v3/experiments.yml"):
+        long_runs.selected_table([], labels=LABELS)
+
+
+def test_seed_zeros_fourth_epoch_decides_how_long_the_other_seeds_train():
+    flat = [80] * 12 + [85, 85, 85, 85] + [85] * 16  # the 4th epoch rose 5 points over the 3rd
+    level = [80] * 32
+    runs = [
+        run("lora_s0", flat),
+        run("lora_s1", [80] * 32, seed=1),
+        run("full_s0", level, method="full"),
+        run("dora_s0", [80] * 16, method="dora"),  # 4 epochs only: nothing to decide
+    ]
+    table = long_runs.schedule_table(runs)
+    assert list(table.index) == ["Full fine-tuning", "LoRA r=8"]
+    assert table.loc["LoRA r=8", "rise over epoch 4"] == pytest.approx(5.0)
+    assert table.loc["LoRA r=8", "other seeds train"] == 8 and table.loc["LoRA r=8", "other seeds trained"] == "8"
+    assert table.loc["Full fine-tuning", "other seeds train"] == 4
+    assert table.loc["Full fine-tuning", "other seeds trained"] == "" and table["flat by its end"].all()
+    assert long_runs.schedule_table([run("dora_s0", [80] * 16, method="dora")]).empty
+
+
+def test_each_gap_is_said_as_its_interval_allows():
+    full = [run(f"full_s{s}", [80, 90, 90, 90], [80, 90, 90, 90], method="full", seed=s) for s in range(3)]
+    below = [run(f"lora_s{s}", [80, 86, 86, 86], [80, 85, 85, 85], seed=s) for s in range(3)]
+    level = [run(f"dora_s{s}", [80, 90, 90, 90], [80, 90, 90, 90], seed=s, method="dora") for s in range(3)]
+    lone = [run("pissa_s0", [80, 91, 91, 91], [80, 91, 91, 91], method="pissa")]
+    said = long_runs.gaps_said(long_runs.selected_table(full + below + level + lone, labels=LABELS))
+    assert said["side"].to_dict() == {
+        "LoRA r=8": "below",
+        "DoRA r=8": "not distinguishable",
+        "PiSSA r=8": "too few seeds",
+    }
+
+
+def test_each_grid_run_answers_one_question_and_progress_counts_the_finished_ones():
+    from pathlib import Path
+
+    from conftest import make_record
+
+    from lora_lib.study.config import RunConfig
+
+    assert long_runs.question_of(RunConfig(method="lora", hparams={"rank": 64}, lr=1e-3)) == "rank"
+    assert long_runs.question_of(RunConfig(method="dora", hparams={"rank": 8}, lr=1e-3)) == "successors"
+    assert long_runs.question_of(RunConfig(method="lora", hparams={"rank": 8}, lr=1e-3, loraplus_ratio=16)) == (
+        "successors"
+    )
+    every_linear = {"rank": 2, "targets": "query,key,value,output.dense,intermediate.dense"}
+    assert long_runs.question_of(RunConfig(method="lora", hparams=every_linear, lr=1e-3)) == "time"
+    assert long_runs.question_of(RunConfig(method="houlsby", lr=1e-3)) == "time"
+
+    grid = Path(__file__).resolve().parent.parent / "studies/v3/experiments.yml"
+    finished = [make_record("full_s0", method="full", rank=None), make_record("dora_r8_s1", method="dora")]
+    table = long_runs.progress(grid, finished)
+    assert table["runs"].tolist() == [24, 12, 12] and table["finished"].tolist() == [1, 1, 0]
+    assert table["configurations"].iloc[1] == "rsLoRA r=8, LoRA+ r=8, DoRA r=8, PiSSA r=8"
+
+
+def test_a_curves_swing_is_the_change_from_one_point_to_the_next():
+    runs = [run("a", [80] * 4, [80, 82, 81, 81]), run("b", [80] * 3, [85, 85, 88], seed=1)]
+    assert long_runs.swings(runs) == (pytest.approx(1.0), pytest.approx(3.0))  # changes 2, 1, 0, 0, 3
+    with pytest.raises(CurveError, match="two points"):
+        long_runs.swings([run("c", [80])])
