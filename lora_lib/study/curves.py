@@ -40,11 +40,15 @@ def _curve(record: Record) -> list[CurvePoint]:
     return record.curve
 
 
+def best_point(points: list[CurvePoint], split: str = SELECTION_SPLIT) -> CurvePoint:
+    """The point with the highest accuracy on ``split`` (the earliest of equals)."""
+    scores = [point.splits[split].accuracy for point in points]
+    return points[int(np.argmax(scores))]  # argmax returns the first of equal maxima
+
+
 def selected_point(record: Record, split: str = SELECTION_SPLIT) -> CurvePoint:
     """The point of the run's curve with the highest accuracy on ``split`` (the earliest of equals)."""
-    curve = _curve(record)
-    scores = [point.splits[split].accuracy for point in curve]
-    return curve[int(np.argmax(scores))]  # argmax returns the first of equal maxima
+    return best_point(_curve(record), split)
 
 
 def last_epoch_rise(records: list[Record], split: str = SELECTION_SPLIT) -> float:

@@ -33,6 +33,7 @@ from .curves import (
     FLAT_RISE,
     SELECTION_SPLIT,
     CurveError,
+    best_point,
     configuration_label,
     contended,
     curve_label,
@@ -43,6 +44,7 @@ from .curves import (
 )
 from .headline import said
 from .paired import evaluation_labels
+from .rates import target_tuple
 from .record import CurvePoint, Record
 from .stats import Interval, crossed_interval, holm, sign_flip_test
 
@@ -91,10 +93,7 @@ def within(record: Record, minutes: float | None = None, split: str = SELECTION_
     the highest on ``split`` (the held-out sentences) among those reached, the earliest of
     equals; None before its first point."""
     points = record.curve if minutes is None else reached(record, minutes)
-    if not points:
-        return None
-    scores = [point.splits[split].accuracy for point in points]
-    return points[int(np.argmax(scores))]
+    return best_point(points, split) if points else None
 
 
 def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
@@ -293,9 +292,7 @@ def question_of(config: RunConfig) -> str:
     if config.method not in ("lora", "dora", "pissa"):
         return "time"
     full = with_defaults(config.method, config.hparams)
-    targets = full["targets"]
-    targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
-    if targets != ("query", "value"):
+    if target_tuple(full["targets"]) != ("query", "value"):
         return "time"
     if full["rank"] != 8:
         return "rank"

@@ -18,10 +18,14 @@ follows from those two by the rule ``studies/v3/experiments.yml`` states:
 
 from __future__ import annotations
 
+import pandas as pd
+
 from lora_lib.registry import with_defaults
 
-from .curves import chosen_rate
-from .rates import LORA_RATES, rate_for_rank, study_rate
+from .config import RunConfig
+from .curves import chosen_rate, configuration_label
+from .grid import expand
+from .rates import LORA_RATES, rate_for_rank, study_rate, target_tuple
 from .record import Record
 from .successors import config_variant
 
@@ -48,11 +52,6 @@ def checked_rates(rate_records: list[Record]) -> dict[str, tuple[float, float]]:
     return rates
 
 
-def _targets(full: dict) -> tuple[str, ...]:
-    targets = full["targets"]
-    return tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
-
-
 def _three_figures(rate: float) -> float:
     return float(f"{rate:.3g}")
 
@@ -64,9 +63,9 @@ def _second_study_rate(method: str, hparams: dict) -> float:
         return study_rate(method, hparams)
     except ValueError:
         full = with_defaults(method, hparams)
-        if method != "lora" or _targets(full) not in LORA_RATES:
+        if method != "lora" or target_tuple(full["targets"]) not in LORA_RATES:
             raise
-        return rate_for_rank(LORA_RATES[_targets(full)], full["rank"])[1]
+        return rate_for_rank(LORA_RATES[target_tuple(full["targets"])], full["rank"])[1]
 
 
 def grid_rate(
@@ -83,7 +82,7 @@ def grid_rate(
     if method == "full":
         return full_checked
     full = with_defaults(method, hparams)
-    if method in LORA_FAMILY and _targets(full) == ("query", "value"):
+    if method in LORA_FAMILY and target_tuple(full["targets"]) == ("query", "value"):
         name = config_variant(method, hparams, loraplus_ratio)
         if name.startswith("LoRA r="):
             return lora_checked  # LoRA r=8 itself, and the rank series at its rate
@@ -100,12 +99,6 @@ def grid_table(grid_file, checked: dict[str, tuple[float, float]], successors: d
     """One row per configuration of the grid file: its seeds, the epochs its runs train, the
     rate the file gives it and the rate ``grid_rate`` derives from the records (equal, as a
     test keeps them)."""
-    import pandas as pd
-
-    from .config import RunConfig
-    from .curves import configuration_label
-    from .grid import expand
-
     rows: dict[str, dict] = {}
     for run in expand(grid_file).runs:
         config = RunConfig.from_parameters(**run.parameters)

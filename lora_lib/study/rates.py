@@ -28,6 +28,11 @@ LORA_RATES = {
 NEAREST_RANK = ("query", "value")  # the targets whose other ranks take the nearest searched rank's rate
 
 
+def target_tuple(targets) -> tuple[str, ...]:
+    """A LoRA ``targets`` value ("query,value" or a sequence) as a tuple of names."""
+    return tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
+
+
 def rate_for_rank(searched: dict[int, float], rank: int) -> tuple[int, float]:
     """The rate a LoRA rank takes: that of the searched rank nearest in log2(rank), the lower
     one on a tie. ``searched`` maps each searched rank to its chosen rate."""
@@ -45,8 +50,7 @@ def study_rate(method: str, hparams: dict | None = None) -> float:
     if method in METHOD_RATES and full == registered:
         return METHOD_RATES[method]
     if method == "lora":
-        targets = full["targets"]
-        targets = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
+        targets = target_tuple(full["targets"])
         plain = {k: full[k] for k in ("alpha", "dropout", "use_rslora")} == {
             k: registered[k] for k in ("alpha", "dropout", "use_rslora")
         }
