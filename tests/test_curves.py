@@ -110,7 +110,7 @@ def curve_record(run_id, clean, validation=None, seed=0, lr=1e-3, loads=(2.0, 2.
     ]
     record = make_record(run_id, seed=seed, lr=lr, curve_every=1 / per_epoch, **config)
     cost = record.cost.model_copy(update={"load_average_start": loads[0], "load_average_end": loads[-1]})
-    return record.model_copy(update={"curve": points, "cost": cost, "environment": {"cpu_count": 2}})
+    return record.model_copy(update={"curve": points, "cost": cost, "environment": {"cpu": "test", "cpu_count": 2}})
 
 
 def test_a_run_reports_the_point_its_clean_slice_picks_the_earliest_of_equals():

@@ -139,6 +139,16 @@ def test_equal_compute_leaves_out_slowed_runs_and_reads_runs_over_their_common_l
     assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
 
 
+def test_equal_compute_counts_only_the_runs_on_the_machine_most_runs_trained_on():
+    full = [run(f"full_s{s}", [80, 81, 82, 83], method="full", seed=s) for s in range(3)]
+    lora = [run(f"lora_s{s}", [80, 81, 82, 83], seed=s) for s in range(3)]
+    lora[2].environment["cpu"] = "Another CPU"  # a run that trained elsewhere: its minutes are not these
+    assert long_runs.main_machine(full + lora) == "test"
+    assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
+    table = long_runs.equal_compute(full + lora, minutes=(4,), labels=LABELS).set_index("configuration")
+    assert table.loc["LoRA r=8", "seeds"] == 2 and table.loc["Full fine-tuning", "seeds"] == 3
+
+
 def test_an_estimate_and_its_interval_with_a_trailing_word_are_kept_on_one_line():
     frame = render.unbreakable_intervals(render.pd.DataFrame({"a": ["+1.20 (-0.50 to +2.90), ended"]}))
     assert frame.loc[0, "a"] == "+1.20 " + "(-0.50 to +2.90), ended".replace(" ", render.NBSP)

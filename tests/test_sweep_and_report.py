@@ -549,3 +549,30 @@ def test_a_guarded_run_dies_with_the_process_that_started_it_even_on_sigkill():
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_bf16_grid_is_refused_before_its_first_run_on_a_machine_without_fast_bf16(tmp_path, monkeypatch, capsys, fast):
+    from lora_lib.study import machine
+
+    path = write_grid(tmp_path, [{"method": "bitfit", "precision": "bf16", "device": "cpu"}], seeds=[0, 1])
+    started = []
+    monkeypatch.setattr(machine, "bf16_supported", lambda device: fast)
+    monkeypatch.setattr(sweep, "check_kernel_imports", lambda root: None)
+    monkeypatch.setattr(sweep, "execute", lambda run, grid, env=None: started.append(run.run_id) or ("done", ""))
+    monkeypatch.setattr(sweep, "commit_run", lambda *args, **kwargs: None)
+    if fast:
+        assert sweep.main([str(path)]) == 0 and started == ["bitfit_s0", "bitfit_s1"]
+        return
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([str(path)])
+    message = capsys.readouterr().err
+    assert stop.value.code == 2 and started == []
+    assert "bf16" in message and "precision" in message and "bitfit_s0" in message
+
+
+def test_other_machines_counts_the_finished_runs_of_each_other_cpu():
+    records = [make_record(f"lora_r8_s{seed}", seed=seed) for seed in range(3)]
+    records[1].environment["cpu"] = records[2].environment["cpu"] = "Another CPU"
+    assert sweep.other_machines(records, here="test") == {"Another CPU": 2}
+    assert sweep.other_machines(records, here="Another CPU") == {"test": 1}

@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
@@ -178,11 +180,20 @@ def selected_table(
 
 
 def counted_runs(records: list[Record]) -> list[Record]:
-    """The curve runs that the equal-compute comparison counts: neither ``contended`` nor
-    ``slowed`` against the uncontended runs of their configuration (which needs three of them)."""
-    quiet = [r for r in records if r.curve and not contended(r)]
+    """The curve runs that the equal-compute comparison counts: those on the CPU model most of
+    the curve runs trained on (``main_machine``), neither ``contended`` nor ``slowed`` against
+    the uncontended runs of their configuration (which needs three of them)."""
+    machine = main_machine(records)
+    quiet = [r for r in records if r.curve and r.environment.get("cpu") == machine and not contended(r)]
     slow = slowed(quiet)
     return [r for r in quiet if r.run_id not in slow]
+
+
+def main_machine(records: list[Record]) -> str | None:
+    """The CPU model most of the curve runs trained on (the first such run's, on a tie): minutes
+    on another machine do not compare with its minutes."""
+    machines = Counter(r.environment.get("cpu") for r in records if r.curve)
+    return max(machines, key=machines.get) if machines else None
 
 
 def equal_compute(

@@ -13,6 +13,8 @@ no run done twice. A failed run is reported, its notebook kept under ``failed/``
 sweep goes on; the exit status is 1 if any run failed. With ``--start-within MINUTES`` a
 sweep on this machine starts no run after that many minutes and stops once the runs in progress
 finish, so that a machine that must be free at a known time loses no run halfway.
+A sweep whose runs ask for bf16 on a machine without fast bf16 refuses before its first run,
+and one whose finished runs trained on another CPU model says so: their minutes do not compare.
 
 With ``--scheduler tcp://HOST:8786`` the runs go, one task each, to a running Dask cluster
 instead of this machine's processes (``lora_lib.study.cluster``); everything else is the same.
@@ -66,6 +68,37 @@ def check_options(jobs: int, scheduler: str | None, start_within: float | None) 
         )
 
 
+def check_precision(todo: list[Run]) -> None:
+    """Refuse, before any run starts, runs that ask for bf16 on a machine where it is not fast
+    (``GridError`` naming them): on a CPU without AVX-512 BF16 or AMX, torch emulates it tens of
+    times slower than fp32, and a timed grid must not change its precision halfway."""
+    asking = [r.run_id for r in todo if r.parameters.get("precision") == "bf16"]
+    if not asking:
+        return
+    from .machine import bf16_supported, cpu_model, resolve_device
+
+    devices = {resolve_device(r.parameters.get("device", "auto")) for r in todo if r.run_id in asking}
+    slow = sorted(d for d in devices if not bf16_supported(d))
+    if slow:
+        where = "this machine's GPU" if slow == ["cuda"] else f"this CPU ({cpu_model()})"
+        raise GridError(
+            f"{len(asking)} run(s) ask for precision 'bf16' ({', '.join(asking[:3])}{', ...' if len(asking) > 3 else ''}), "
+            f"but {where} has no fast bf16: run the sweep on a CPU with AVX-512 BF16 or AMX, or a GPU with bf16, "
+            "or set precision: fp32 in the grid file (which changes the study's protocol)"
+        )
+
+
+def other_machines(records: list[Record], here: str) -> dict[str, int]:
+    """How many of a grid's finished runs ran on a CPU other than ``here``, by CPU model: their
+    timings do not compare with this machine's."""
+    counts: dict[str, int] = {}
+    for record in records:
+        cpu = record.environment.get("cpu")
+        if cpu and cpu != here:
+            counts[cpu] = counts.get(cpu, 0) + 1
+    return counts
+
+
 def sweep(
     grid: Grid,
     only: list[str] | None = None,
@@ -102,6 +135,8 @@ def sweep(
             print(r.run_id, " ".join(f"{k}={v}" for k, v in r.parameters.items() if k != "run_id"))
         summary["would_run"] = [r.run_id for r in todo]
         return summary
+    if todo and not scheduler:
+        check_precision(todo)  # before anything moves, as a cluster's address is checked below
     client = None
     if scheduler and todo:
         from .cluster import connect
@@ -119,12 +154,22 @@ def sweep(
         elif not scheduler:
             if todo:
                 check_kernel_imports(grid.root)
+                _say_other_machines(grid, summary["skipped"])
             deadline = None if start_within is None else time.monotonic() + 60 * start_within
             _on_this_machine(todo, grid, summary, commit, jobs, deadline)
     finally:
         if client is not None:
             client.close()
     return summary
+
+
+def _say_other_machines(grid: Grid, done: list[str]) -> None:
+    from .machine import cpu_model
+
+    here = cpu_model()
+    others = other_machines([load_record(grid.output_dir / f"{run_id}.json") for run_id in done], here)
+    for cpu, count in others.items():
+        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: their timings do not compare")
 
 
 def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
