@@ -552,7 +552,7 @@ def test_a_guarded_run_dies_with_the_process_that_started_it_even_on_sigkill():
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_a_bf16_grid_is_refused_before_its_first_run_on_a_machine_without_fast_bf16(tmp_path, monkeypatch, capsys, fast):
+def test_a_bf16_grid_is_refused_before_its_first_run_on_a_cpu_without_fast_bf16(tmp_path, monkeypatch, capsys, fast):
     from lora_lib.study import machine
 
     path = write_grid(tmp_path, [{"method": "bitfit", "precision": "bf16", "device": "cpu"}], seeds=[0, 1])

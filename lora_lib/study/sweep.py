@@ -82,7 +82,7 @@ def check_precision(todo: list[Run]) -> None:
     if slow:
         where = "this machine's GPU" if slow == ["cuda"] else f"this CPU ({cpu_model()})"
         raise GridError(
-            f"{len(asking)} run(s) ask for precision 'bf16' ({', '.join(asking[:3])}{', ...' if len(asking) > 3 else ''}), "
+            f"{len(asking)} run(s) ask for precision 'bf16' ({', '.join(asking[:3])}{', ...' * (len(asking) > 3)}), "
             f"but {where} has no fast bf16: run the sweep on a CPU with AVX-512 BF16 or AMX, or a GPU with bf16, "
             "or set precision: fp32 in the grid file (which changes the study's protocol)"
         )
@@ -169,7 +169,7 @@ def _say_other_machines(grid: Grid, done: list[str]) -> None:
     here = cpu_model()
     others = other_machines([load_record(grid.output_dir / f"{run_id}.json") for run_id in done], here)
     for cpu, count in others.items():
-        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: their timings do not compare")
+        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: timings will not compare")
 
 
 def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
