@@ -169,7 +169,7 @@ def _say_other_machines(grid: Grid, done: list[str]) -> None:
     here = cpu_model()
     others = other_machines([load_record(grid.output_dir / f"{run_id}.json") for run_id in done], here)
     for cpu, count in others.items():
-        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: timings will not compare")
+        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: timings differ")
 
 
 def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
