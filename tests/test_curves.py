@@ -215,20 +215,28 @@ def test_mean_curves_average_each_configurations_seeds_point_by_point_and_name_t
     )
 
 
-def test_learning_curves_draw_a_line_per_configuration_against_epochs_or_minutes():
+def test_learning_curves_draw_a_panel_per_configuration_with_full_fine_tuning_behind_each():
     import matplotlib.pyplot as plt
 
     from lora_lib.study.curves import mean_curves
     from lora_lib.study.render import learning_curves
 
-    runs = [curve_record("lora_s0", [80, 86, 88]), curve_record("full_s0", [82, 88, 89], method="full", rank=None)]
+    runs = [
+        curve_record("lora_s0", [80, 86, 88, 89], validation=[79, 84, 87, 88]),  # trains on after seed 1 stops
+        curve_record("lora_s1", [80, 86], validation=[81, 86], seed=1),
+        curve_record("houlsby_s0", [81, 85, 87], method="houlsby", rank=None, hparams={}),
+        curve_record("full_s0", [82, 88, 89], method="full", rank=None),
+    ]
     for x, label in (("epoch", "epoch"), ("minutes", "minutes of training on this machine")):
         figure = learning_curves(mean_curves(runs), x=x)
-        ax = figure.axes[0]
-        assert ax.get_xlabel() == label and sorted(line.get_label() for line in ax.get_lines()) == [
-            "Full fine-tuning",
-            "LoRA r=8",
-        ]
+        panels = [ax for ax in figure.axes if ax.get_title()]
+        assert [ax.get_title() for ax in panels] == ["LoRA r=8", "Houlsby"]
+        lora, houlsby = panels
+        assert [line.get_label() for line in houlsby.get_lines()] == ["Full fine-tuning", "Houlsby"]
+        dashed = [line for line in lora.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [85.0, 87.0, 88.0]  # from the last shared point
+        assert figure._supxlabel.get_text() == label
+        assert len(figure.axes) == 3  # two panels and the key
         plt.close(figure)
     with pytest.raises(ValueError, match="'epoch' or 'minutes'"):
         learning_curves(mean_curves(runs), x="steps")

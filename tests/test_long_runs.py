@@ -118,13 +118,13 @@ def test_equal_compute_counts_the_runs_that_had_the_machine_and_marks_those_that
     assert at.loc[("LoRA r=8", 3), "difference"] == pytest.approx(84.0 - 84.0)
     assert at.loc[("LoRA r=8", 1), "difference"] == pytest.approx(81.0 - 79.0)
     assert at.loc[("LoRA r=8", 1), "difference interval"] is not None
-    wide = render.equal_compute_frame(table, "difference")
+    wide = render.budget_frame(table, "difference")
     assert list(wide.columns) == ["1 min", "3 min"] and list(wide.index) == ["LoRA r=8"]
     assert wide.loc["LoRA r=8", "3 min"].endswith(", ended")
-    accuracy = render.equal_compute_frame(table)
+    accuracy = render.budget_frame(table)
     assert list(accuracy.index) == ["Full fine-tuning", "LoRA r=8"]
     with pytest.raises(ValueError, match="'accuracy' or 'difference'"):
-        render.equal_compute_frame(table, "gap")
+        render.budget_frame(table, "gap")
 
 
 def test_equal_compute_leaves_out_slowed_runs_and_reads_runs_over_their_common_length():
@@ -218,3 +218,85 @@ def test_a_curves_swing_is_the_change_from_one_point_to_the_next():
     assert long_runs.swings(runs) == (pytest.approx(1.0), pytest.approx(3.0))  # changes 2, 1, 0, 0, 3
     with pytest.raises(CurveError, match="two points"):
         long_runs.swings([run("c", [80])])
+
+
+def test_the_successors_are_set_beside_lora_r8_at_each_budget_of_epochs():
+    # two epochs of four points; rsLoRA peaks on the held-out sentences at half an epoch, where
+    # its validation accuracy is 87, and stays below LoRA's later peak on the held-out sentences
+    lora = [run(f"lora_s{s}", [80, 82, 84, 86, 87, 88, 88, 88], seed=s) for s in range(3)]
+    rslora = [
+        run(
+            f"rslora_s{s}",
+            [84, 86, 85, 85, 85, 85, 85, 85],
+            [83, 87, 84, 84, 84, 84, 84, 84],
+            seed=s,
+            hparams={"rank": 8, "use_rslora": True},
+        )
+        for s in range(3)
+    ]
+    dora = [run("dora_s0", [80, 81, 82, 83], method="dora")]  # one epoch, one seed
+    full = [run(f"full_s{s}", [90] * 8, method="full", seed=s) for s in range(3)]  # not question 3's
+    table = long_runs.successors_table(lora + rslora + dora + full, epochs=(1, 2), labels=LABELS)
+    at = table.set_index(["configuration", "epochs"])
+    assert sorted(table["configuration"].unique()) == ["DoRA r=8", "LoRA r=8", "rsLoRA r=8"]
+    assert at.loc[("LoRA r=8", 1), "accuracy"] == pytest.approx(85.0) and at.loc[("LoRA r=8", 2), "accuracy"] == 87.0
+    assert at.loc[("rsLoRA r=8", 1), "difference"] == pytest.approx(2.0)  # sooner: 87 against 85 after an epoch
+    assert at.loc[("rsLoRA r=8", 2), "difference"] == pytest.approx(0.0)  # not higher after two
+    assert at.loc[("rsLoRA r=8", 1), "difference interval"].low > 0
+    assert at.loc[("rsLoRA r=8", 1), "Holm p"] == at.loc[("rsLoRA r=8", 1), "p"]  # the one tested comparison
+    assert at.loc[("DoRA r=8", 2), "stopped"] and np.isnan(at.loc[("DoRA r=8", 2), "p"])
+    assert at.loc[("DoRA r=8", 1), "difference interval"] is None  # one seed: no interval
+    wide = render.budget_frame(table, "difference", planned=["rsLoRA r=8", "PiSSA r=8"])
+    assert list(wide.columns) == ["1 epoch", "2 epochs"] and list(wide.index) == ["rsLoRA r=8", "DoRA r=8", "PiSSA r=8"]
+    assert wide.loc["PiSSA r=8"].tolist() == ["not run yet", ""] and wide.loc["DoRA r=8", "2 epochs"].endswith(
+        ", ended"
+    )
+    before = render.budget_frame(table.iloc[:0], planned=["PiSSA r=8"])
+    assert before.loc["PiSSA r=8"].tolist() == ["not run yet"]
+
+
+def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling():
+    def series(name, rank, accuracy, lr, seeds=3, **hparams):
+        return [
+            run(
+                f"{name}_r{rank}_s{s}",
+                [accuracy + 1] * 4,
+                [accuracy] * 4,
+                seed=s,
+                lr=lr,
+                hparams={"rank": rank, **hparams},
+            )
+            for s in range(seeds)
+        ]
+
+    lora = series("lora", 2, 84, 5e-4) + series("lora", 8, 86, 5e-4) + series("lora", 64, 88, 5e-4)
+    rslora = series("rslora", 2, 85, 2.5e-4, seeds=1, use_rslora=True) + series(
+        "rslora", 8, 86, 2.5e-4, use_rslora=True
+    )
+    others = [
+        run("loraplus_s0", [90] * 4, hparams={"rank": 8}, loraplus_ratio=16, lr=5e-4),  # a successor, not a series
+        run("lora_all_s0", [90] * 4, hparams={"rank": 2, "targets": "query,key,value"}, lr=5e-4),  # every layer
+    ]
+    table = long_runs.rank_table(lora + rslora + others, labels=LABELS)
+    assert list(table.index) == ["LoRA", "rsLoRA"]
+    assert table.loc["LoRA", "rate"] == 5e-4 and table.loc["rsLoRA", "rate"] == 2.5e-4
+    assert table.loc["LoRA", "r=8"].estimate == pytest.approx(86.0) and table.loc["rsLoRA", "r=2"] == pytest.approx(
+        85.0
+    )
+    slope = table.loc["LoRA", "per doubling"]
+    assert slope.estimate == pytest.approx(np.polyfit(np.log2([2, 8, 64]), [84, 86, 88], 1)[0])
+    assert table.loc["rsLoRA", "per doubling"] is None  # r=2 has one seed
+    shown = render.rank_frame(table.drop(index="rsLoRA"), series=["LoRA", "rsLoRA"], ranks=[2, 8, 64, 128])
+    assert list(shown.columns) == [
+        "rate",
+        "r = 2 (%)",
+        "r = 8 (%)",
+        "r = 64 (%)",
+        "r = 128 (%)",
+        "per doubling of r (points)",
+    ]
+    assert shown.loc["LoRA", "r = 128 (%)"] == "not run yet" and shown.loc["rsLoRA", "r = 8 (%)"] == "not run yet"
+    assert shown.loc["LoRA", "per doubling of r (points)"] == render.estimate_text(slope.estimate, slope, 3, sign=True)
+    moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
+    with pytest.raises(CurveError, match="LoRA's ranks ran at"):
+        long_runs.rank_table(moved, labels=LABELS)

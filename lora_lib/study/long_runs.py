@@ -12,6 +12,9 @@
 - ``equal_compute(records)``: each configuration's accuracy at those checkpoints after 5, 10,
   20 and 40 minutes of training on this machine, and its difference to full fine-tuning's,
   from the runs that had the machine to themselves.
+- ``successors_table(records)``: LoRA's successors beside LoRA r=8 after 1, 2 and 4 epochs.
+- ``rank_table(records)``: LoRA's and rsLoRA's accuracy at r = 2, 8 and 64, each at one rate,
+  and the change per doubling of r.
 - ``schedule_table(records)``: how seed 0's first four epochs decided how long each
   configuration's other seeds train.
 - ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
@@ -48,13 +51,15 @@ from .headline import said
 from .paired import evaluation_labels
 from .rates import target_tuple
 from .record import CurvePoint, Record
-from .stats import Interval, crossed_interval, holm, sign_flip_test
+from .stats import Interval, crossed_interval, holm, rank_slope, sign_flip_test
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
 MIN_SEEDS = 3  # the protocol's seeds for a curve: with fewer, the seeds' variance is too rough to put in an interval
 SAME_RUN_EXCEPT = {"seed", "run_id", "epochs"}  # what may differ between the runs of one configuration
 EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+SUCCESSOR_REFERENCE = "LoRA r=8"  # what question 3 sets the successors beside
+SUCCESSOR_EPOCHS = (1, 2, 4)  # question 3's budgets: sooner at 1 and 2 epochs, higher at 4, the successors' length
 QUESTIONS = {
     "time": "Given time, does the gap close? At equal compute, which is ahead?",
     "successors": "Do LoRA's successors get there sooner or higher?",
@@ -90,11 +95,17 @@ def common_length(runs: list[Record]) -> tuple[float, list[Record]]:
     return epochs, [first_epochs(run, epochs) for run in runs]
 
 
-def within(record: Record, minutes: float | None = None, split: str = SELECTION_SPLIT) -> CurvePoint | None:
-    """The point the run reports given ``minutes`` of training (all of its training if None):
-    the highest on ``split`` (the held-out sentences) among those reached, the earliest of
-    equals; None before its first point."""
+def within(
+    record: Record, minutes: float | None = None, split: str = SELECTION_SPLIT, epochs: float | None = None
+) -> CurvePoint | None:
+    """The point the run reports given ``minutes`` of training, or ``epochs`` (all of its
+    training if neither): the highest on ``split`` (the held-out sentences) among those reached,
+    the earliest of equals; None before its first point."""
+    if minutes is not None and epochs is not None:
+        raise ValueError("give a budget in minutes or in epochs, not both")
     points = record.curve if minutes is None else reached(record, minutes)
+    if epochs is not None:
+        points = [point for point in points if point.epoch <= epochs + 1e-9]
     return best_point(points, split) if points else None
 
 
@@ -213,10 +224,15 @@ def equal_compute(
     if not counted and any(r.curve for r in records):
         raise CurveError("every curve run shared the machine or ran slow: none can be compared at equal compute")
     groups = {label: common_length(runs)[1] for label, runs in configurations(counted).items()}
-    gold = _labels(groups, labels, data_dir)
+    return _at_budgets(groups, minutes, "minutes", reference, _labels(groups, labels, data_dir))
+
+
+def _at_budgets(groups: dict[str, list[Record]], budgets, unit: str, reference: str, gold) -> pd.DataFrame:
+    """``equal_compute``'s rows, the budgets in ``unit`` ("minutes" or "epochs"), with the sign-flip
+    p of each difference and Holm's over the differences at each budget."""
     rows = []
-    for budget in minutes:
-        points = {label: [within(run, budget) for run in runs] for label, runs in groups.items()}
+    for budget in budgets:
+        points = {label: [within(run, **{unit: budget}) for run in runs] for label, runs in groups.items()}
         base = points.get(reference)
         base = correct_at(base, gold) if base and None not in base else None
         for label, runs in groups.items():
@@ -224,22 +240,92 @@ def equal_compute(
                 continue
             correct = correct_at(points[label], gold)
             accuracy, interval = _accuracy(correct)
+            end = [run.curve[-1].train_seconds / 60 if unit == "minutes" else run.curve[-1].epoch for run in runs]
             row = {
                 "configuration": label,
                 "method": runs[0].method,
-                "minutes": budget,
+                unit: budget,
                 "seeds": len(runs),
                 "epoch": float(np.mean([point.epoch for point in points[label]])),
                 "accuracy": accuracy,
                 "interval": interval,
                 "difference": np.nan,
                 "difference interval": None,
-                "stopped": any(run.curve[-1].train_seconds < 60 * budget for run in runs),
+                "p": np.nan,
+                "stopped": min(end) < budget - 1e-9,
             }
             if base is not None and label != reference:
-                row["difference"], row["difference interval"], _ = _difference(correct, base)
+                row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
             rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=[*(rows[0] if rows else ["configuration", "method", unit]), "Holm p"])
+    for _, at in table.groupby(unit):
+        tested = at.index[at["p"].notna()]
+        if len(tested):
+            table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    return table
+
+
+def successors_table(
+    records: list[Record],
+    epochs=SUCCESSOR_EPOCHS,
+    reference: str = SUCCESSOR_REFERENCE,
+    data_dir: str | None = None,
+    labels=None,
+) -> pd.DataFrame:
+    """Question 3, "do LoRA's successors get there sooner or higher?": each successor's and
+    ``reference``'s validation accuracy at the checkpoint its held-out sentences select among
+    the points up to each of ``epochs`` (sooner: the early budgets; higher: the last, the length
+    the successors train), with the difference to ``reference``, its interval, sign-flip p and
+    Holm's over the successors at each budget; the rows of ``equal_compute``, the budget in
+    epochs. Any run may count: an epoch is the same steps on any machine."""
+    runs = [r for r in records if r.curve and (question_of(r.config) == "successors" or curve_label(r) == reference)]
+    groups = {label: common_length(group)[1] for label, group in configurations(runs).items()}
+    return _at_budgets(groups, epochs, "epochs", reference, _labels(groups, labels, data_dir))
+
+
+def rank_table(
+    records: list[Record], epochs: float = DECIDING_EPOCHS, data_dir: str | None = None, labels=None
+) -> pd.DataFrame:
+    """Question 4, "once the scaling is fixed, what does rank buy?": one row per series (LoRA's
+    alpha / r and rsLoRA's alpha / sqrt(r) on query and value, each at one rate for every rank),
+    with its rate, each rank's validation accuracy at the checkpoint selected within ``epochs``
+    (an ``Interval`` with ``MIN_SEEDS`` seeds or more, else the bare mean) and its seeds, and the
+    change per doubling of r (``stats.rank_slope``: its interval over seeds and sentences, None
+    until every rank has ``MIN_SEEDS`` seeds or with fewer than two ranks). A series whose ranks
+    ran at different rates is refused: the question asks for one rate each."""
+    series: dict[str, dict[int, list[Record]]] = {}
+    for label, group in configurations(records).items():
+        config = group[0].config
+        if config.method != "lora":
+            continue
+        full = with_defaults("lora", config.hparams)
+        if target_tuple(full["targets"]) != ("query", "value") or config.loraplus_ratio:
+            continue
+        name = label.rsplit(" r=", 1)[0]
+        series.setdefault(name, {})[int(full["rank"])] = common_length(group)[1]
+    if not series:
+        raise CurveError("no run of the rank series: run lora-sweep studies/v3/experiments.yml first")
+    gold = _labels({name: next(iter(ranks.values())) for name, ranks in series.items()}, labels, data_dir)
+    rows = []
+    for name, ranks in series.items():
+        rates = {float(runs[0].config.lr) for runs in ranks.values()}
+        if len(rates) > 1:
+            raise CurveError(
+                f"{name}'s ranks ran at {sorted(rates)}: the rank series runs every rank at one rate, "
+                "so pass the runs of one rate"
+            )
+        correct = {
+            rank: correct_at([within(run, epochs=epochs) for run in runs], gold) for rank, runs in sorted(ranks.items())
+        }
+        row = {"series": name, "rate": rates.pop()}
+        for rank, array in correct.items():
+            estimate, interval = _accuracy(array)
+            row[f"r={rank}"] = interval if interval is not None else estimate
+            row[f"r={rank} seeds"] = len(array)
+        enough = len(correct) >= 2 and all(len(a) >= MIN_SEEDS for a in correct.values())
+        row["per doubling"] = rank_slope(list(correct), list(correct.values())) if enough else None
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("series")
 
 
 def schedule_table(records: list[Record]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .aggregate import config_label, label_of, method_order
+from .aggregate import config_label, format_lr, label_of, method_order
 from .record import Record
 from .stats import Interval, t_interval
 
@@ -308,26 +308,73 @@ def selected_frame(table: pd.DataFrame) -> pd.DataFrame:
     ).rename_axis("configuration")
 
 
-def equal_compute_frame(table: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
-    """``long_runs.equal_compute`` as a configurations x budgets table of the accuracy (%) or of
-    the ``"difference"`` to full fine-tuning (points), each cell with its interval; a cell marked
-    "ended" is a configuration one of whose runs had stopped before that budget (it reports
-    its whole run)."""
+def budget_frame(table: pd.DataFrame, value: str = "accuracy", planned=()) -> pd.DataFrame:
+    """``long_runs.equal_compute`` (budgets in minutes) or ``long_runs.successors_table`` (in
+    epochs) as a configurations x budgets table of the accuracy (%) or of the ``"difference"`` to
+    the reference (points), each cell with its interval; a cell marked "ended" is a configuration
+    one of whose runs had stopped before that budget (it reports its whole run). A configuration
+    of ``planned`` with no run yet gets a row that says so."""
     if value not in ("accuracy", "difference"):
         raise ValueError(f"value must be 'accuracy' or 'difference', got {value!r}")
+    unit = "minutes" if "minutes" in table.columns else "epochs"
     rows = table if value == "accuracy" or table.empty else table[table["difference"].notna()]
-    if rows.empty:
-        return pd.DataFrame({"state": ["no counted run has reached a budget yet"]})
 
     def cell(row) -> str:
         interval = row["interval" if value == "accuracy" else "difference interval"]
         text = estimate_text(row[value], interval, row["seeds"], sign=value == "difference")
         return text + (", ended" if row["stopped"] else "")
 
-    frame = rows.assign(cell=rows.apply(cell, axis=1), budget=rows["minutes"].map("{:g} min".format))
-    order = list(dict.fromkeys(rows["configuration"]))
-    wide = frame.pivot(index="configuration", columns="budget", values="cell").reindex(order).fillna("")
-    return wide[[f"{m:g} min" for m in sorted(rows["minutes"].unique())]].rename_axis(columns=None)
+    def name(budget) -> str:
+        return f"{budget:g} min" if unit == "minutes" else f"{budget:g} epoch{'s' if budget != 1 else ''}"
+
+    missing = [label for label in planned if rows.empty or label not in set(rows["configuration"])]
+    if rows.empty and not missing:
+        return pd.DataFrame({"state": ["no counted run has reached a budget yet"]})
+    budgets = [name(b) for b in sorted(rows[unit].unique())] if not rows.empty else ["runs"]
+    if rows.empty:
+        wide = pd.DataFrame(index=pd.Index([], name="configuration"), columns=budgets)
+    else:
+        frame = rows.assign(cell=rows.apply(cell, axis=1), budget=rows[unit].map(name))
+        order = list(dict.fromkeys(rows["configuration"]))
+        wide = frame.pivot(index="configuration", columns="budget", values="cell").reindex(order).fillna("")
+        wide = wide[budgets]
+    for label in missing:
+        wide.loc[label] = ["not run yet"] + [""] * (len(budgets) - 1)
+    return wide.rename_axis(columns=None)
+
+
+def rank_frame(table: pd.DataFrame, series=(), ranks=()) -> pd.DataFrame:
+    """``long_runs.rank_table`` as a reader reads it: each series' rate, each rank's accuracy (%)
+    with its interval (or its seeds, where it has too few for one), and the change per doubling
+    of r (points) with its interval. The ``series`` and ``ranks`` planned that have no run yet
+    get a row or a column that says so."""
+    ran = sorted(int(c[2:]) for c in table.columns if c.startswith("r=") and not c.endswith(" seeds"))
+    columns = sorted(set(ran) | set(ranks))
+    table = table.reindex(list(table.index) + [name for name in series if name not in table.index])
+
+    def accuracy(row, rank) -> str:
+        value = row.get(f"r={rank}")
+        if value is None or (not isinstance(value, Interval) and pd.isna(value)):
+            return "not run yet"
+        seeds = int(row[f"r={rank} seeds"])
+        if isinstance(value, Interval):
+            return estimate_text(value.estimate, value, seeds)
+        return estimate_text(value, None, seeds)
+
+    def slope(row) -> str:
+        if pd.isna(row["rate"]):
+            return ""
+        value = row["per doubling"]
+        return estimate_text(value.estimate, value, 0, sign=True) if isinstance(value, Interval) else "no interval yet"
+
+    return pd.DataFrame(
+        {
+            "rate": [format_lr(r) if pd.notna(r) else "" for r in table["rate"]],
+            **{f"r = {rank} (%)": [accuracy(row, rank) for _, row in table.iterrows()] for rank in columns},
+            "per doubling of r (points)": [slope(row) for _, row in table.iterrows()],
+        },
+        index=table.index,
+    ).rename_axis(index=None)
 
 
 def p_text(p) -> str:
@@ -486,37 +533,65 @@ def accuracy_explorer(summary: pd.DataFrame, results: pd.DataFrame) -> dict[str,
     }
 
 
-def learning_curves(curves: pd.DataFrame, x: str = "epoch", split_label: str = "validation accuracy (%)") -> Figure:
-    """``curves.mean_curves``'s accuracy against ``x`` ("epoch" or "minutes" of training), one
-    line per configuration in its method's colour and marker, with a band of one standard
-    deviation over seeds; LoRA's configurations told apart by line style."""
+def _seed_curve(ax, frame: pd.DataFrame, x: str, color, label: str, width: float = 1.4, band: float = 0.2) -> None:
+    """One configuration's mean curve with its band: solid while every seed that reached its first
+    point is in the mean, dashed from the last such point on."""
+    every = (frame["seeds"] >= frame["seeds"].iloc[0]).to_numpy().nonzero()[0]
+    last = int(every.max()) + 1 if len(every) else 1
+    ax.plot(frame[x][:last], frame["accuracy"][:last], color=color, linewidth=width, label=label)
+    if last < len(frame):
+        rest = frame.iloc[last - 1 :]
+        ax.plot(rest[x], rest["accuracy"], color=color, linewidth=width * 0.75, linestyle="--")
+    ax.fill_between(frame[x], frame["accuracy"] - frame["sd"], frame["accuracy"] + frame["sd"], color=color, alpha=band)
+
+
+def learning_curves(
+    curves: pd.DataFrame,
+    x: str = "epoch",
+    split_label: str = "validation accuracy (%)",
+    reference: str = "Full fine-tuning",
+    columns: int = 3,
+) -> Figure:
+    """``curves.mean_curves``'s accuracy against ``x`` ("epoch" or "minutes" of training) as small
+    multiples: a panel per configuration in its method's colour, with ``reference`` in grey behind
+    it, each with a band of one standard deviation over seeds. Where fewer of a configuration's
+    seeds reached a point than reached its first (seed 0 trained on alone), its line is dashed."""
     if x not in ("epoch", "minutes"):
         raise ValueError(f"x must be 'epoch' or 'minutes', got {x!r}")
     if curves.empty:
         raise ValueError("no curve to draw: the records hold no learning curves")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
-    seen: dict[str, int] = {}
-    for configuration, rows in curves.groupby("configuration", sort=False):
-        method = rows["method"].iloc[0]
-        style = _style(method)
-        line = styles[seen.get(method, 0) % len(styles)]
-        seen[method] = seen.get(method, 0) + 1
-        ax.plot(
-            rows[x],
-            rows["accuracy"],
-            linestyle=line,
-            color=style["color"],
-            marker=style["marker"],
-            markersize=3,
-            linewidth=1.2,
-            label=configuration,
+    groups = dict(list(curves.groupby("configuration", sort=False)))
+    base = groups.pop(reference, None) if len(groups) > 1 else None
+    panels = list(groups.items())
+    key = 1 if base is not None else 0  # a panel of its own for the key
+    rows = -(-(len(panels) + key) // columns)
+    fig, axes = plt.subplots(
+        rows, min(columns, len(panels) + key), figsize=(7, 2.3 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, (configuration, frame) in zip(axes.flat, panels):
+        if base is not None:
+            _seed_curve(ax, base, x, "0.55", reference, width=1.0, band=0.15)
+        _seed_curve(ax, frame, x, _style(frame["method"].iloc[0])["color"], configuration)
+        ax.set_title(configuration, fontsize=8.5)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8, labelbottom=True)
+    spare = list(axes.flat[len(panels) :])
+    if base is not None:
+        spare[0].axis("off")
+        spare[0].legend(
+            handles=[
+                plt.Line2D([], [], color="0.55", label=reference),
+                plt.Line2D([], [], color="0.2", label="the configuration:\nmean over its seeds"),
+                plt.Line2D([], [], color="0.2", linestyle="--", label="fewer of its seeds"),
+            ],
+            loc="center",
+            fontsize=8,
+            frameon=False,
         )
-        ax.fill_between(
-            rows[x], rows["accuracy"] - rows["sd"], rows["accuracy"] + rows["sd"], color=style["color"], alpha=0.12
-        )
-    ax.set(xlabel="epoch" if x == "epoch" else "minutes of training on this machine", ylabel=split_label)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        spare = spare[1:]
+    for ax in spare:
+        ax.remove()
+    fig.supxlabel("epoch" if x == "epoch" else "minutes of training on this machine", fontsize=9)
+    fig.supylabel(split_label, fontsize=9)
     fig.tight_layout()
     return fig
