@@ -139,14 +139,17 @@ def test_equal_compute_leaves_out_slowed_runs_and_reads_runs_over_their_common_l
     assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
 
 
-def test_equal_compute_counts_only_the_runs_on_the_machine_most_runs_trained_on():
-    full = [run(f"full_s{s}", [80, 81, 82, 83], method="full", seed=s) for s in range(3)]
-    lora = [run(f"lora_s{s}", [80, 81, 82, 83], seed=s) for s in range(3)]
-    lora[2].environment["cpu"] = "Another CPU"  # a run that trained elsewhere: its minutes are not these
-    assert long_runs.main_machine(full + lora) == "test"
-    assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
-    table = long_runs.equal_compute(full + lora, minutes=(4,), labels=LABELS).set_index("configuration")
-    assert table.loc["LoRA r=8", "seeds"] == 2 and table.loc["Full fine-tuning", "seeds"] == 3
+def test_each_configurations_speed_is_given_per_machine():
+    runs = [
+        run(f"full_s{s}", [80] * 4, method="full", seed=s, speed=speed) for s, speed in enumerate([210.0, 220.0, 230.0])
+    ]
+    runs[0].environment["cpu"] = "Another CPU"
+    table = long_runs.speeds_by_machine(runs)
+    assert (
+        table.loc[("Full fine-tuning", "test"), "runs"] == 2
+        and table.loc[("Full fine-tuning", "test"), "speed"] == 225.0
+    )
+    assert table.loc[("Full fine-tuning", "Another CPU"), "speed"] == 210.0
 
 
 def test_an_estimate_and_its_interval_with_a_trailing_word_are_kept_on_one_line():
@@ -211,6 +214,8 @@ def test_each_grid_run_answers_one_question_and_progress_counts_the_finished_one
     table = long_runs.progress(grid, finished)
     assert table["runs"].tolist() == [24, 12, 12] and table["finished"].tolist() == [1, 1, 0]
     assert table["configurations"].iloc[1] == "rsLoRA r=8, LoRA+ r=8, DoRA r=8, PiSSA r=8"
+    assert long_runs.planned(grid)["successors"] == table["configurations"].iloc[1].split(", ")
+    assert long_runs.rank_plan(grid) == (["LoRA", "rsLoRA"], [2, 8, 64])
 
 
 def test_a_curves_swing_is_the_change_from_one_point_to_the_next():

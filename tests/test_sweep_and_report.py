@@ -569,10 +569,3 @@ def test_a_bf16_grid_is_refused_before_its_first_run_on_a_cpu_without_fast_bf16(
     message = capsys.readouterr().err
     assert stop.value.code == 2 and started == []
     assert "bf16" in message and "precision" in message and "bitfit_s0" in message
-
-
-def test_other_machines_counts_the_finished_runs_of_each_other_cpu():
-    records = [make_record(f"lora_r8_s{seed}", seed=seed) for seed in range(3)]
-    records[1].environment["cpu"] = records[2].environment["cpu"] = "Another CPU"
-    assert sweep.other_machines(records, here="test") == {"Another CPU": 2}
-    assert sweep.other_machines(records, here="Another CPU") == {"test": 1}

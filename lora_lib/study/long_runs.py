@@ -18,14 +18,13 @@
 - ``schedule_table(records)``: how seed 0's first four epochs decided how long each
   configuration's other seeds train.
 - ``gaps_said(table)``: each difference to full fine-tuning as its interval allows it to be said.
-- ``question_of(config)``, ``progress(grid_file, records)``: which question a run answers, and
-  how many of each question's runs have finished.
+- ``question_of(config)``, ``planned(grid_file)``, ``progress(grid_file, records)``: which
+  question a run answers, the configurations the grid runs for each, and how many of each
+  question's runs have finished.
 - ``swings(records)``: how far a curve moves from one point to the next.
 """
 
 from __future__ import annotations
-
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -191,20 +190,28 @@ def selected_table(
 
 
 def counted_runs(records: list[Record]) -> list[Record]:
-    """The curve runs that the equal-compute comparison counts: those on the CPU model most of
-    the curve runs trained on (``main_machine``), neither ``contended`` nor ``slowed`` against
-    the uncontended runs of their configuration (which needs three of them)."""
-    machine = main_machine(records)
-    quiet = [r for r in records if r.curve and r.environment.get("cpu") == machine and not contended(r)]
+    """The curve runs that the equal-compute comparison counts: neither ``contended`` nor
+    ``slowed`` against the uncontended runs of their configuration (which needs three of them)."""
+    quiet = [r for r in records if r.curve and not contended(r)]
     slow = slowed(quiet)
     return [r for r in quiet if r.run_id not in slow]
 
 
-def main_machine(records: list[Record]) -> str | None:
-    """The CPU model most of the curve runs trained on (the first such run's, on a tie): minutes
-    on another machine do not compare with its minutes."""
-    machines = Counter(r.environment.get("cpu") for r in records if r.curve)
-    return max(machines, key=machines.get) if machines else None
+def speeds_by_machine(records: list[Record]) -> pd.DataFrame:
+    """One row per configuration and CPU model its curve runs trained on: the runs and their
+    median examples a second, so that a reader sees whether the grid's machines trained at the
+    same speed (and its minutes compare) or not."""
+    rows = [
+        {
+            "configuration": curve_label(r),
+            "cpu": r.environment.get("cpu", "unknown"),
+            "speed": r.cost.train_examples_per_second,
+        }
+        for r in records
+        if r.curve
+    ]
+    frame = pd.DataFrame(rows, columns=["configuration", "cpu", "speed"])
+    return frame.groupby(["configuration", "cpu"], sort=False).agg(runs=("speed", "size"), speed=("speed", "median"))
 
 
 def equal_compute(
@@ -396,23 +403,45 @@ def question_of(config: RunConfig) -> str:
     return "time" if configuration_label(config) == "LoRA r=8" else "successors"
 
 
+def planned(grid_file) -> dict[str, list[str]]:
+    """The configurations the grid file runs for each question (``QUESTIONS``' keys), in the
+    file's order."""
+    from .grid import expand
+
+    plan: dict[str, list[str]] = {key: [] for key in QUESTIONS}
+    for run in expand(grid_file).runs:
+        config = RunConfig.from_parameters(**run.parameters)
+        label = configuration_label(config)
+        if label not in plan[question_of(config)]:
+            plan[question_of(config)].append(label)
+    return plan
+
+
+def rank_plan(grid_file) -> tuple[list[str], list[int]]:
+    """The rank series the grid file runs (question 4, with LoRA r=8 and rsLoRA r=8 beside them),
+    and their ranks: what ``render.rank_frame`` shows before every run has finished."""
+    labels = planned(grid_file)["rank"]
+    pairs = [label.rsplit(" r=", 1) for label in labels]
+    ranks = {int(rank) for _, rank in pairs} | {8}  # r=8 is each series' LoRA r=8 or rsLoRA r=8
+    return list(dict.fromkeys(name for name, _ in pairs)), sorted(ranks)
+
+
 def progress(grid_file, records: list[Record]) -> pd.DataFrame:
     """One row per question: the grid's configurations and runs for it, and how many of the
     runs have a record among ``records``."""
     from .grid import expand
 
     done = {record.run_id for record in records}
-    rows = {key: {"question": text, "configurations": [], "runs": 0, "finished": 0} for key, text in QUESTIONS.items()}
+    plan = planned(grid_file)
+    rows = {
+        key: {"question": text, "configurations": ", ".join(plan[key]), "runs": 0, "finished": 0}
+        for key, text in QUESTIONS.items()
+    }
     for run in expand(grid_file).runs:
-        config = RunConfig.from_parameters(**run.parameters)
-        row = rows[question_of(config)]
-        label = configuration_label(config)
-        if label not in row["configurations"]:
-            row["configurations"].append(label)
+        row = rows[question_of(RunConfig.from_parameters(**run.parameters))]
         row["runs"] += 1
         row["finished"] += run.run_id in done
-    frame = pd.DataFrame(rows.values())
-    return frame.assign(configurations=frame["configurations"].map(", ".join)).set_index("question")
+    return pd.DataFrame(rows.values()).set_index("question")
 
 
 def swings(records: list[Record], split: str = REPORTED_SPLIT) -> tuple[float, float]:

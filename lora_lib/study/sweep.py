@@ -13,8 +13,8 @@ no run done twice. A failed run is reported, its notebook kept under ``failed/``
 sweep goes on; the exit status is 1 if any run failed. With ``--start-within MINUTES`` a
 sweep on this machine starts no run after that many minutes and stops once the runs in progress
 finish, so that a machine that must be free at a known time loses no run halfway.
-A sweep whose runs ask for bf16 on a machine without fast bf16 refuses before its first run,
-and one whose finished runs trained on another CPU model says so: their minutes do not compare.
+A sweep whose runs ask for bf16 on a machine without fast bf16 refuses before its first run:
+torch would emulate it, tens of times slower than fp32.
 
 With ``--scheduler tcp://HOST:8786`` the runs go, one task each, to a running Dask cluster
 instead of this machine's processes (``lora_lib.study.cluster``); everything else is the same.
@@ -88,17 +88,6 @@ def check_precision(todo: list[Run]) -> None:
         )
 
 
-def other_machines(records: list[Record], here: str) -> dict[str, int]:
-    """How many of a grid's finished runs ran on a CPU other than ``here``, by CPU model: their
-    timings do not compare with this machine's."""
-    counts: dict[str, int] = {}
-    for record in records:
-        cpu = record.environment.get("cpu")
-        if cpu and cpu != here:
-            counts[cpu] = counts.get(cpu, 0) + 1
-    return counts
-
-
 def sweep(
     grid: Grid,
     only: list[str] | None = None,
@@ -154,22 +143,12 @@ def sweep(
         elif not scheduler:
             if todo:
                 check_kernel_imports(grid.root)
-                _say_other_machines(grid, summary["skipped"])
             deadline = None if start_within is None else time.monotonic() + 60 * start_within
             _on_this_machine(todo, grid, summary, commit, jobs, deadline)
     finally:
         if client is not None:
             client.close()
     return summary
-
-
-def _say_other_machines(grid: Grid, done: list[str]) -> None:
-    from .machine import cpu_model
-
-    here = cpu_model()
-    others = other_machines([load_record(grid.output_dir / f"{run_id}.json") for run_id in done], here)
-    for cpu, count in others.items():
-        print(f"note: {count} finished run(s) of this grid ran on {cpu}, this machine is {here}: timings differ")
 
 
 def _reporter(summary: dict, commit: bool, folder: Path, bar: tqdm):
