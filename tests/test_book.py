@@ -322,6 +322,9 @@ def test_the_given_time_chapter_shows_each_finished_configuration_of_the_third_g
     counted = long_runs.counted_runs(timed)  # equal compute counts the runs that had the machine
     assert tables["tbl-given-time-equal"]["first_column"] == list(long_runs.configurations(counted))
     assert re.match(r"Table \d", tables["tbl-given-time-selected"]["caption"])
+    grid = REPO / "studies" / "v3" / "experiments.yml"  # every planned successor and series has a row, run or not
+    assert sorted(tables["tbl-given-time-successors"]["first_column"]) == sorted(long_runs.planned(grid)["successors"])
+    assert tables["tbl-given-time-ranks"]["first_column"] == long_runs.rank_plan(grid)[0]
     shown = [image for image in seen["06_given_time"]["images"] if image["visible"] and image["natural_width"] > 0]
     assert len(shown) == 2  # accuracy against epochs and against minutes
 
