@@ -47,10 +47,10 @@ from .curves import (
     slowed,
 )
 from .headline import said
-from .paired import evaluation_labels
+from .paired import correct_rows, evaluation_labels
 from .rates import target_tuple
 from .record import CurvePoint, Record
-from .stats import Interval, crossed_interval, holm, rank_slope, sign_flip_test
+from .stats import Interval, crossed_interval, holm_column, rank_slope, sign_flip_test
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
@@ -110,17 +110,8 @@ def within(
 
 def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
     """Seeds x sentences of 0/1: whether each point's prediction on the validation split is right."""
-    labels = np.asarray(labels)
-    rows = []
-    for point in points:
-        predicted = np.array(point.splits[REPORTED_SPLIT].labels())
-        if predicted.shape != labels.shape:
-            raise CurveError(
-                f"the point at step {point.step} has {len(predicted)} {REPORTED_SPLIT} predictions, "
-                f"the split {len(labels)} labels: score every run on the same split"
-            )
-        rows.append(predicted == labels)
-    return np.array(rows, dtype=float)
+    named = [(f"the point at step {point.step}", point.splits[REPORTED_SPLIT].labels()) for point in points]
+    return correct_rows(named, labels)
 
 
 def _accuracy(correct: np.ndarray) -> tuple[float, Interval | None]:
@@ -182,10 +173,7 @@ def selected_table(
             row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("configuration")
-    tested = table["p"].notna()
-    table["Holm p"] = np.nan
-    if tested.any():
-        table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    table["Holm p"] = holm_column(table)
     return table
 
 
@@ -264,11 +252,8 @@ def _at_budgets(groups: dict[str, list[Record]], budgets, unit: str, reference: 
             if base is not None and label != reference:
                 row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
             rows.append(row)
-    table = pd.DataFrame(rows, columns=[*(rows[0] if rows else ["configuration", "method", unit]), "Holm p"])
-    for _, at in table.groupby(unit):
-        tested = at.index[at["p"].notna()]
-        if len(tested):
-            table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    table = pd.DataFrame(rows, columns=[*(rows[0] if rows else ["configuration", "method", unit, "p"])])
+    table["Holm p"] = holm_column(table, by=unit)
     return table
 
 
