@@ -358,3 +358,8 @@ def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling
     moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
     with pytest.raises(CurveError, match="LoRA's ranks ran at"):
         long_runs.rank_table(moved, labels=LABELS)
+
+
+def test_the_command_refuses_a_folder_without_curve_runs(tmp_path):
+    with pytest.raises(SystemExit, match=str(tmp_path)):
+        long_runs.main([str(tmp_path)])

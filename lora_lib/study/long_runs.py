@@ -571,3 +571,31 @@ def swings(records: list[Record], split: str = REPORTED_SPLIT) -> tuple[float, f
     if not steps:
         raise CurveError("no curve with two points to measure a swing")
     return 100 * float(np.median(steps)), 100 * float(max(steps))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lora_lib.study.long_runs FOLDER``: the first two questions and the targets,
+    from the curve runs in FOLDER, as the book's landing page and chapter 8 give them."""
+    import argparse
+
+    from .record import load_records
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", help="the third study's records, e.g. executed/v3")
+    parser.add_argument("--configuration", default=SUCCESSOR_REFERENCE, help="what to set against full fine-tuning")
+    parser.add_argument("--data-dir", help="the GLUE SST-2 folder (default: $SST2_DIR)")
+    args = parser.parse_args(argv)
+    tier = [r for r in load_records(args.folder) if r.curve and question_of(r.config) == "time"]
+    if not tier:
+        raise SystemExit(f"{args.folder}: no curve run of question 1's configurations")
+    selected = selected_table(tier, data_dir=args.data_dir)
+    equal = equal_compute(tier, data_dir=args.data_dir)
+    answered = answer(selected, equal, args.configuration)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(answered.drop(columns=["text"]).round(2).to_string(), end="\n\n")
+        print(answer_said(answered, args.configuration) or "too few seeds for a finding yet", end="\n\n")
+        print(judge_targets(selected, equal).round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()
