@@ -269,6 +269,10 @@ def test_each_grid_run_answers_one_question_and_progress_counts_the_finished_one
     assert table["configurations"].iloc[1] == "rsLoRA r=8, LoRA+ r=8, DoRA r=8, PiSSA r=8"
     assert long_runs.planned(grid)["successors"] == table["configurations"].iloc[1].split(", ")
     assert long_runs.rank_plan(grid) == (["LoRA", "rsLoRA"], [2, 8, 64])
+    full = [make_record(f"full_s{s}", method="full", rank=None) for s in range(5)]
+    dora = [make_record(f"dora_r8_s{s}", method="dora") for s in range(3)]
+    assert long_runs.finished_configurations(grid, full + dora) == ["Full fine-tuning", "DoRA r=8"]
+    assert long_runs.finished_configurations(grid, full[:4] + dora) == ["DoRA r=8"]
 
 
 def test_a_curves_swing_is_the_change_from_one_point_to_the_next():

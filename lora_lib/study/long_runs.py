@@ -541,6 +541,19 @@ def rank_plan(grid_file) -> tuple[list[str], list[int]]:
     return list(dict.fromkeys(name for name, _ in pairs)), sorted(ranks)
 
 
+def finished_configurations(grid_file, records: list[Record]) -> list[str]:
+    """The configurations of the grid file all of whose runs have a record among ``records``, in
+    the file's order: those whose numbers are the study's, not a partial count."""
+    from .grid import expand
+
+    done = {record.run_id for record in records}
+    state: dict[str, bool] = {}
+    for run in expand(grid_file).runs:
+        label = configuration_label(RunConfig.from_parameters(**run.parameters))
+        state[label] = state.get(label, True) and run.run_id in done
+    return [label for label, finished in state.items() if finished]
+
+
 def progress(grid_file, records: list[Record]) -> pd.DataFrame:
     """One row per question: the grid's configurations and runs for it, and how many of the
     runs have a record among ``records``."""
