@@ -444,6 +444,23 @@ def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
     return text
 
 
+def equal_said(equal: pd.DataFrame) -> dict[str, str]:
+    """``equal_compute``'s differences as a reader is told them, a line per configuration: where
+    it stands against full fine-tuning after each budget at which both have ``MIN_SEEDS`` seeds
+    (its interval says behind, ahead or not distinguishable); a configuration with no such budget
+    has no line."""
+    lines = {}
+    rows = equal[equal["difference interval"].notna()] if len(equal) else equal
+    for label, at in rows.groupby("configuration", sort=False):
+        parts = []
+        for _, row in at.sort_values("minutes").iterrows():
+            words = said(row["difference interval"])
+            stand = {"side": words.side, "low": words.low, "high": words.high}
+            parts.append(f"{_behind_or_ahead(stand)} after {row['minutes']:g} minutes")
+        lines[label] = "; ".join(parts)
+    return lines
+
+
 def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STATED_SMALL) -> pd.DataFrame:
     """The third study's targets, each "met", "missed" or "not resolved" from its interval over
     seeds and sentences (``findings.verdict``; "not resolved" too where a side has fewer than
