@@ -360,12 +360,20 @@ def main(argv=None):
     parser.add_argument("--peak-repeats", type=int, default=5, help="products per round; the best counts")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory rows (fresh processes)")
     parser.add_argument("--model", help="the model to load (default: the packaged one; tiny-random for a smoke run)")
+    parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the bf16 rows: where this CPU has fast bf16 (auto), always (on: measures what emulated bf16 costs"
+        " on a CPU without AVX-512 BF16 or AMX), or never",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         return peak_memory_child(args.memory_child, args.steps, args.model)
 
-    bf16 = bf16_supported("cpu")
+    fast_bf16 = bf16_supported("cpu")
+    bf16 = {"auto": fast_bf16, "on": True, "off": False}[args.bf16]
     rows = training_rows(bf16, args.compile, args.pad_multiple, args.variants)
     if args.list_rows:
         for name, row in rows.items():
@@ -486,6 +494,8 @@ def main(argv=None):
                 "these_batches_bucketed": _real_share(bucketed_batches),
             },
             "matmul_peak": {"size": args.peak_size, "repeats": args.peak_repeats},
+            "bf16_rows": args.bf16,
+            "fast_bf16_here": fast_bf16,
         },
         "train_examples_per_second": speed,
         "train_examples_per_second_spread": {row: spread(v) for row, v in speed_rounds.items()},

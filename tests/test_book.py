@@ -143,7 +143,8 @@ return {
   }),
   tables: Array.from(article.querySelectorAll('table')).map(t => ({
     rows: t.rows.length, caption: t.caption ? t.caption.innerText.trim() : null, id: t.id,
-    first_column: Array.from(t.rows).slice(1).map(r => r.cells[0].innerText.trim())})),
+    first_column: Array.from(t.rows).slice(1).map(r => r.cells[0].innerText.trim()),
+    cells: Array.from(t.rows).slice(1).map(r => Array.from(r.cells).map(c => c.innerText.trim()))})),
   links: Array.from(article.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
   formulas: Array.from(article.querySelectorAll('.math')).map(m => ({
     typeset: m.querySelector('mjx-container') !== null, source: m.textContent.trim().slice(0, 60)})),
@@ -309,6 +310,32 @@ def test_the_landing_pages_first_screen_says_how_close_lora_comes_and_at_what_co
         assert numbers[key] in screen, f"the landing page's first screen lacks {key}: {numbers[key]!r}"
     # the project's own measures do not structure the first screen
     assert not re.search(r"\btarget\b|not resolved", screen), screen
+
+
+def test_the_landing_page_says_the_third_studys_answer_once_it_has_its_seeds(seen):
+    from lora_lib.study import long_runs
+    from lora_lib.study.record import load_records
+
+    timed = [r for r in load_records(REPO / "executed" / "v3") if r.curve and long_runs.question_of(r.config) == "time"]
+    answer = long_runs.answer(long_runs.selected_table(timed), long_runs.equal_compute(timed))
+    said = long_runs.answer_said(answer)
+    text = re.sub(r"\s+", " ", seen["intro"]["text"])
+    if said:
+        assert re.sub(r"\s+", " ", said) in text
+    else:  # too few seeds: the page says the study is under way and states none of its numbers
+        assert answer.empty or answer.loc["given time", "side"] == "too few seeds"
+        assert "06_given_time" in " ".join(seen["intro"]["links"])
+
+
+def test_how_the_study_was_run_judges_the_third_studys_targets(seen):
+    from lora_lib.study import long_runs
+    from lora_lib.study.record import load_records
+
+    timed = [r for r in load_records(REPO / "executed" / "v3") if r.curve and long_runs.question_of(r.config) == "time"]
+    judged = long_runs.judge_targets(long_runs.selected_table(timed), long_runs.equal_compute(timed))
+    table = {t["id"]: t for t in seen["08_how_run"]["tables"]}["tbl-v3-targets"]
+    assert table["first_column"] == list(judged.index)
+    assert [row[3] for row in table["cells"]] == judged["verdict"].tolist()  # target, configuration, estimate, verdict
 
 
 def test_the_given_time_chapter_shows_each_finished_configuration_of_the_third_grid(seen):

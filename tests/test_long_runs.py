@@ -139,6 +139,62 @@ def test_equal_compute_leaves_out_slowed_runs_and_reads_runs_over_their_common_l
     assert {r.run_id for r in long_runs.counted_runs(full + lora)} == {r.run_id for r in full + lora[:2]}
 
 
+def test_the_answer_for_the_landing_page_reads_the_selected_table_and_the_budgets():
+    # LoRA: ahead after one minute (81 against 79), below at the selected checkpoints (83 against 85)
+    full = [run(f"full_s{s}", [80, 84, 85, 86], method="full", seed=s) for s in range(3)]
+    lora = [run(f"lora_s{s}", [82, 83, 84, 84], seed=s) for s in range(3)]
+    tier = full + lora
+    table = long_runs.answer(
+        long_runs.selected_table(tier, labels=LABELS), long_runs.equal_compute(tier, minutes=(1, 4), labels=LABELS)
+    )
+    assert list(table.index) == ["given time", "after 1 minutes", "after 4 minutes"]
+    assert table["side"].tolist() == ["below", "above", "below"]
+    assert table.loc["given time", "high"] < 0 < table.loc["after 1 minutes", "low"]
+    assert table.loc["given time", "epoch"] == pytest.approx(0.75)  # the earliest of the equal clean points
+    assert table["seeds"].tolist() == [3, 3, 3] and table["reference seeds"].tolist() == [3, 3, 3]
+    one_seed = full + lora[:1]
+    thin = long_runs.answer(
+        long_runs.selected_table(one_seed, labels=LABELS),
+        long_runs.equal_compute(one_seed, minutes=(1,), labels=LABELS),
+    )
+    assert thin["side"].tolist() == ["too few seeds"] * 2 and thin["seeds"].tolist() == [1, 1]
+    # the landing page says nothing of a comparison without its seeds, and the numbers of one with them
+    assert long_runs.answer_said(thin) == ""
+    said = long_runs.answer_said(table)
+    given, early = table.loc["given time"], table.loc["after 1 minutes"]
+    assert (
+        f"{-given['high']:.1f} to {-given['low']:.1f}" in said and f"{early['low']:.1f} to {early['high']:.1f}" in said
+    )
+    no_lora = long_runs.equal_compute(full, minutes=(1,), labels=LABELS)
+    assert long_runs.answer(long_runs.selected_table(full, labels=LABELS), no_lora).empty
+
+
+def test_the_third_studys_targets_are_judged_from_their_intervals():
+    full = [run(f"full_s{s}", [80, 84, 85, 86], [90, 93, 94, 95], method="full", seed=s) for s in range(3)]
+    ahead = [run(f"lora_s{s}", [82, 85, 86, 86], [93, 96, 97, 97], seed=s, trainable_pct=0.3) for s in range(3)]
+    # more accurate still, but one seed: it cannot be the best
+    lone = [run("dora_s0", [90, 90, 90, 90], [99, 99, 99, 99], method="dora", trainable_pct=0.3)]
+    tier = full + ahead + lone
+
+    def judged(records):
+        selected = long_runs.selected_table(records, labels=LABELS)
+        return long_runs.judge_targets(selected, long_runs.equal_compute(records, minutes=(1, 4), labels=LABELS))
+
+    table = judged(tier)
+    assert table["configuration"].tolist() == ["Full fine-tuning", "LoRA r=8", "LoRA r=8"]
+    assert table["verdict"].tolist() == ["met", "met", "met"]  # 95% >= 90%; +2 points; ahead at 1 minute
+    assert table["by"].iloc[0] == pytest.approx(5.0) and table["by"].iloc[1] == pytest.approx(3.0)
+    behind = [run(f"lora_s{s}", [82, 85, 86, 86], [85, 86, 87, 87], seed=s, trainable_pct=0.3) for s in range(3)]
+    assert judged(full + behind)["verdict"].tolist() == ["met", "missed", "missed"]  # behind at every budget
+    thin = judged(full[:2] + ahead)
+    assert thin["verdict"].tolist() == ["not resolved"] * 3 and thin["seeds"].tolist() == [2, 2, 2]
+    lines = long_runs.equal_said(long_runs.equal_compute(tier, minutes=(1, 4), labels=LABELS))
+    assert list(lines) == ["LoRA r=8"]  # DoRA's one seed has no interval to say
+    assert lines["LoRA r=8"].count("minutes") == 2
+    shown = render.targets_frame(table)
+    assert shown["verdict"].tolist() == ["met"] * 3 and shown["by"].iloc[1] == "+3.00"
+
+
 def test_each_configurations_speed_is_given_per_machine():
     runs = [
         run(f"full_s{s}", [80] * 4, method="full", seed=s, speed=speed) for s, speed in enumerate([210.0, 220.0, 230.0])
@@ -216,6 +272,10 @@ def test_each_grid_run_answers_one_question_and_progress_counts_the_finished_one
     assert table["configurations"].iloc[1] == "rsLoRA r=8, LoRA+ r=8, DoRA r=8, PiSSA r=8"
     assert long_runs.planned(grid)["successors"] == table["configurations"].iloc[1].split(", ")
     assert long_runs.rank_plan(grid) == (["LoRA", "rsLoRA"], [2, 8, 64])
+    full = [make_record(f"full_s{s}", method="full", rank=None) for s in range(5)]
+    dora = [make_record(f"dora_r8_s{s}", method="dora") for s in range(3)]
+    assert long_runs.finished_configurations(grid, full + dora) == ["Full fine-tuning", "DoRA r=8"]
+    assert long_runs.finished_configurations(grid, full[:4] + dora) == ["DoRA r=8"]
 
 
 def test_a_curves_swing_is_the_change_from_one_point_to_the_next():
@@ -305,3 +365,8 @@ def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling
     moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
     with pytest.raises(CurveError, match="LoRA's ranks ran at"):
         long_runs.rank_table(moved, labels=LABELS)
+
+
+def test_the_command_refuses_a_folder_without_curve_runs(tmp_path):
+    with pytest.raises(SystemExit, match=str(tmp_path)):
+        long_runs.main([str(tmp_path)])

@@ -28,6 +28,11 @@ def test_correct_is_seeds_by_sentences_in_seed_order():
     assert paired.correct(runs, LABELS).tolist() == [[1] * 8, [0, 1, 0, 0, 1, 1, 0, 1]]
 
 
+def test_predictions_of_another_split_are_refused_naming_the_run():
+    with pytest.raises(ValueError, match="run short"):
+        paired.correct([run("short", 0, LABELS[:5])], LABELS)
+
+
 def test_compare_by_hand():
     a = [run("a0", 0, LABELS), run("a1", 1, LABELS)]  # every sentence right
     b = [run("b0", 0, [1] * 8), run("b1", 1, [0] * 8)]  # 4 of 8 right each, 8 wrong in all
@@ -99,7 +104,7 @@ def test_against_reference_sets_each_configuration_beside_full_fine_tuning():
     assert r1_p == pytest.approx(2 * 0.5**4, abs=0.02)  # four sentences, every seed wrong on them
     # Holm over the three comparisons with full fine-tuning: the smallest p times three
     assert table.loc["LoRA r=1", "Holm p"] == pytest.approx(3 * r1_p)
-    assert table.loc["Full fine-tuning", "Holm p"] is None
+    assert np.isnan(table.loc["Full fine-tuning", "Holm p"])
     assert table.loc["LoRA r=16 on query", "accuracy over seeds"].estimate == pytest.approx(75.0)
     assert table["seeds"].tolist() == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="'Full fine-tuning'"):

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -213,6 +214,15 @@ def test_holm_adjusts_step_down_and_keeps_the_order_given():
     adjusted = study_stats.holm([0.01, 0.04, 0.03, 0.5])
     assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert study_stats.holm([0.2]).tolist() == [0.2]
+
+
+def test_holm_column_adjusts_each_family_apart_and_leaves_untested_rows_empty():
+    table = pd.DataFrame({"budget": [5, 5, 5, 10, 10], "p": [0.01, np.nan, 0.03, 0.02, None]}, index=list("abcde"))
+    by_budget = study_stats.holm_column(table, by="budget")
+    assert by_budget[["a", "c", "d"]].tolist() == pytest.approx([0.02, 0.03, 0.02])
+    assert by_budget[["b", "e"]].isna().all()
+    together = study_stats.holm_column(table)
+    assert together[["a", "c", "d"]].tolist() == pytest.approx([0.03, 0.04, 0.04])
 
 
 def test_a_contrast_of_two_is_the_crossed_difference_and_a_step_weighs_each_side():

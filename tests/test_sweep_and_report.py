@@ -494,11 +494,25 @@ def test_a_sweep_given_minutes_starts_no_run_after_them(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.time, "monotonic", lambda: clock["now"])
     monkeypatch.setattr(sweep, "execute", ten_minute_run)
     monkeypatch.setattr(sweep, "check_kernel_imports", lambda root: None)
+    monkeypatch.setattr(sweep, "check_data", lambda todo: None)
     summary = sweep.sweep(grid, start_within=15)  # runs start at minutes 0 and 10; the one at 20 waits
     assert started == ["bitfit_s0", "bitfit_s1"] == summary["done"]
     assert summary["not started"] == ["bitfit_s2", "bitfit_s3"]
     with pytest.raises(ValueError, match="start_within"):
         sweep.sweep(grid, start_within=15, scheduler="tcp://127.0.0.1:1")
+
+
+def test_a_sweep_that_cannot_find_sst2_starts_no_run_and_names_sst2_dir(tmp_path, monkeypatch):
+    grid = sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}], seeds=[0, 1]))
+    monkeypatch.setenv("SST2_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sweep, "execute", lambda *args, **kwargs: pytest.fail("a run started"))
+    with pytest.raises(sweep.GridError) as err:
+        sweep.sweep(grid)
+    assert "SST2_DIR" in str(err.value) and "nowhere" in str(err.value)
+    assert not list((tmp_path / "grid").rglob("*.json"))
+    # runs that each name a folder of their own fail, if they do, one by one
+    own = sweep.expand(write_grid(tmp_path / "own", [{"method": "bitfit", "data_dir": "elsewhere"}], seeds=[0]))
+    sweep.check_data(own.runs)
 
 
 def test_training_time_sums_the_hours_and_averages_each_method():
@@ -559,6 +573,7 @@ def test_a_bf16_grid_is_refused_before_its_first_run_on_a_cpu_without_fast_bf16(
     started = []
     monkeypatch.setattr(machine, "bf16_supported", lambda device: fast)
     monkeypatch.setattr(sweep, "check_kernel_imports", lambda root: None)
+    monkeypatch.setattr(sweep, "check_data", lambda todo: None)
     monkeypatch.setattr(sweep, "execute", lambda run, grid, env=None: started.append(run.run_id) or ("done", ""))
     monkeypatch.setattr(sweep, "commit_run", lambda *args, **kwargs: None)
     if fast:

@@ -46,17 +46,20 @@ from .curves import (
     reached,
     slowed,
 )
+from .findings import FULL_TARGET, LORA_MAX_GAP_POINTS, LORA_MAX_TRAINABLE_PCT, verdict
 from .headline import said
-from .paired import evaluation_labels
+from .paired import correct_rows, evaluation_labels
 from .rates import target_tuple
 from .record import CurvePoint, Record
-from .stats import Interval, crossed_interval, holm, rank_slope, sign_flip_test
+from .stats import Interval, crossed_interval, holm_column, rank_slope, sign_flip_test
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
 MIN_SEEDS = 3  # the protocol's seeds for a curve: with fewer, the seeds' variance is too rough to put in an interval
 SAME_RUN_EXCEPT = {"seed", "run_id", "epochs"}  # what may differ between the runs of one configuration
 EQUAL_COMPUTE_MINUTES = (5, 10, 20, 40)
+# The best configuration under 1% that the grid named before it ran, and gave the headline's five seeds.
+STATED_SMALL = "LoRA r=2 on every linear layer"
 SUCCESSOR_REFERENCE = "LoRA r=8"  # what question 3 sets the successors beside
 SUCCESSOR_EPOCHS = (1, 2, 4)  # question 3's budgets: sooner at 1 and 2 epochs, higher at 4, the successors' length
 QUESTIONS = {
@@ -110,17 +113,8 @@ def within(
 
 def correct_at(points: list[CurvePoint], labels) -> np.ndarray:
     """Seeds x sentences of 0/1: whether each point's prediction on the validation split is right."""
-    labels = np.asarray(labels)
-    rows = []
-    for point in points:
-        predicted = np.array(point.splits[REPORTED_SPLIT].labels())
-        if predicted.shape != labels.shape:
-            raise CurveError(
-                f"the point at step {point.step} has {len(predicted)} {REPORTED_SPLIT} predictions, "
-                f"the split {len(labels)} labels: score every run on the same split"
-            )
-        rows.append(predicted == labels)
-    return np.array(rows, dtype=float)
+    named = [(f"the point at step {point.step}", point.splits[REPORTED_SPLIT].labels()) for point in points]
+    return correct_rows(named, labels)
 
 
 def _accuracy(correct: np.ndarray) -> tuple[float, Interval | None]:
@@ -168,6 +162,7 @@ def selected_table(
             "configuration": label,
             "method": runs[0].method,
             "seeds": len(runs),
+            "trainable (%)": runs[0].params.trainable_pct,
             "epochs": epochs,
             "selected epoch": float(np.mean([point.epoch for point in chosen[label]])),
             "accuracy": accuracy,
@@ -182,10 +177,7 @@ def selected_table(
             row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("configuration")
-    tested = table["p"].notna()
-    table["Holm p"] = np.nan
-    if tested.any():
-        table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    table["Holm p"] = holm_column(table)
     return table
 
 
@@ -264,11 +256,8 @@ def _at_budgets(groups: dict[str, list[Record]], budgets, unit: str, reference: 
             if base is not None and label != reference:
                 row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
             rows.append(row)
-    table = pd.DataFrame(rows, columns=[*(rows[0] if rows else ["configuration", "method", unit]), "Holm p"])
-    for _, at in table.groupby(unit):
-        tested = at.index[at["p"].notna()]
-        if len(tested):
-            table.loc[tested, "Holm p"] = holm(table.loc[tested, "p"].to_numpy())
+    table = pd.DataFrame(rows, columns=[*(rows[0] if rows else ["configuration", "method", unit, "p"])])
+    table["Holm p"] = holm_column(table, by=unit)
     return table
 
 
@@ -388,6 +377,149 @@ def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.Da
     return pd.DataFrame(rows, columns=["configuration", "side", "text"]).set_index("configuration")
 
 
+def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> pd.DataFrame:
+    """The first two questions for one configuration, as the landing page says them: a row
+    "given time" (its selected checkpoints against full fine-tuning's, from ``selected_table``)
+    and one per budget of ``equal_compute`` (``minutes``), each with ``side`` ("below", "above",
+    "not distinguishable", or "too few seeds" where either has fewer than ``MIN_SEEDS``), the
+    interval's ends, ``text`` (``headline.said``'s words), and the seeds of both; empty where
+    ``label`` has no runs yet."""
+    columns = ["question", "minutes", "side", "low", "high", "text", "seeds", "reference seeds", "epoch"]
+    if label not in selected.index or REFERENCE not in selected.index:
+        return pd.DataFrame(columns=columns).set_index("question")
+    rows = []
+
+    def add(question, minutes, row, reference_row):
+        interval = row["difference interval"]
+        words = said(interval) if interval is not None else None
+        rows.append(
+            {
+                "question": question,
+                "minutes": minutes,
+                "side": words.side if words else "too few seeds",
+                "low": words.low if words else np.nan,
+                "high": words.high if words else np.nan,
+                "text": words.text if words else f"{row['difference']:+.1f} points from full fine-tuning",
+                "seeds": int(row["seeds"]),
+                "reference seeds": int(reference_row["seeds"]),
+                "epoch": float(row["selected epoch" if minutes is None else "epoch"]),
+            }
+        )
+
+    add("given time", None, selected.loc[label], selected.loc[REFERENCE])
+    at = equal.set_index(["configuration", "minutes"]) if len(equal) else None
+    for minutes in sorted(set(equal["minutes"])) if at is not None else []:
+        if (label, minutes) in at.index and (REFERENCE, minutes) in at.index:
+            add(f"after {minutes:g} minutes", minutes, at.loc[(label, minutes)], at.loc[(REFERENCE, minutes)])
+    return pd.DataFrame(rows, columns=columns).set_index("question")
+
+
+def _behind_or_ahead(row) -> str:
+    low, high = row["low"], row["high"]
+    if row["side"] == "below":
+        return f"behind full fine-tuning by {-high:.1f} to {-low:.1f} points"
+    if row["side"] == "above":
+        return f"ahead of full fine-tuning by {low:.1f} to {high:.1f} points"
+    return f"not distinguishable from full fine-tuning ({low:+.1f} to {high:+.1f} points)"
+
+
+def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
+    """``answer``'s rows as the landing page's sentences, or "" until both ``label`` and full
+    fine-tuning have ``MIN_SEEDS`` seeds (the page then says the study is under way)."""
+    if table.empty or table.loc["given time", "side"] == "too few seeds":
+        return ""
+    given = table.loc["given time"]
+    budgets = table.drop(index="given time")
+    budgets = budgets[budgets["side"] != "too few seeds"]
+    seeds = f"{given['seeds']} seeds" + (
+        "" if given["seeds"] == given["reference seeds"] else f" and {given['reference seeds']}"
+    )
+    text = (
+        f"Given time, {label} is {given['text']} at the checkpoints its held-out training sentences select "
+        f"(epoch {given['epoch']:.1f} on average; {seeds})."
+    )
+    if len(budgets):
+        each = [f"{_behind_or_ahead(row)} after {row['minutes']:g} minutes" for _, row in budgets.iterrows()]
+        text += f" At equal training time on this machine it is {'; '.join(each)}."
+    return text
+
+
+def equal_said(equal: pd.DataFrame) -> dict[str, str]:
+    """``equal_compute``'s differences as a reader is told them, a line per configuration: where
+    it stands against full fine-tuning after each budget at which both have ``MIN_SEEDS`` seeds
+    (its interval says behind, ahead or not distinguishable); a configuration with no such budget
+    has no line."""
+    lines = {}
+    rows = equal[equal["difference interval"].notna()] if len(equal) else equal
+    for label, at in rows.groupby("configuration", sort=False):
+        parts = []
+        for _, row in at.sort_values("minutes").iterrows():
+            words = said(row["difference interval"])
+            stand = {"side": words.side, "low": words.low, "high": words.high}
+            parts.append(f"{_behind_or_ahead(stand)} after {row['minutes']:g} minutes")
+        lines[label] = "; ".join(parts)
+    return lines
+
+
+def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STATED_SMALL) -> pd.DataFrame:
+    """The third study's targets, each "met", "missed" or "not resolved" from its interval over
+    seeds and sentences (``findings.verdict``; "not resolved" too where a side has fewer than
+    ``MIN_SEEDS`` seeds): full fine-tuning's accuracy at its selected checkpoints against
+    ``FULL_TARGET``; the best configuration under ``LORA_MAX_TRAINABLE_PCT``% trained (the highest
+    mean among those with seeds enough) and the ``stated`` one, their paired difference to full
+    fine-tuning against ``-LORA_MAX_GAP_POINTS``; and at equal compute, whether the best is ahead
+    of full fine-tuning at some budget of ``equal_compute`` (met), behind at every one (missed: it
+    never is), or neither, its interval the budget's whose lower end is highest. ``by`` is the
+    estimate's distance from the threshold in points; ``seeds`` the fewer of the two sides'."""
+    rows = []
+
+    def add(target, configuration, estimate, interval, threshold, seeds):
+        low, high = (interval.low, interval.high) if interval is not None else (np.nan, np.nan)
+        rows.append(
+            {
+                "target": target,
+                "configuration": configuration,
+                "estimate": estimate,
+                "interval": interval,
+                "seeds": seeds,
+                "verdict": verdict(low, high, threshold),
+                "by": estimate - threshold,
+            }
+        )
+
+    if REFERENCE in selected.index:
+        full = selected.loc[REFERENCE]
+        target = f"{REFERENCE}: accuracy ≥ {100 * FULL_TARGET:.1f}%"
+        add(target, REFERENCE, full["accuracy"], full["interval"], 100 * FULL_TARGET, int(full["seeds"]))
+    small = selected[(selected["trainable (%)"] < LORA_MAX_TRAINABLE_PCT) & (selected["seeds"] >= MIN_SEEDS)]
+    best = small["accuracy"].idxmax() if len(small) else None
+    within = f"under {LORA_MAX_TRAINABLE_PCT:g}% trained: within {LORA_MAX_GAP_POINTS:g} point of full fine-tuning"
+    for which, name in (("the best", best), ("the one stated before the grid", stated)):
+        if name is not None and name in selected.index and name != REFERENCE:
+            row = selected.loc[name]
+            seeds = int(min(row["seeds"], selected.loc[REFERENCE, "seeds"]))
+            add(f"{which} {within}", name, row["difference"], row["difference interval"], -LORA_MAX_GAP_POINTS, seeds)
+    if best is not None and len(equal):
+        at = equal[(equal["configuration"] == best) & equal["difference interval"].notna()]
+        intervals = list(at["difference interval"])
+        ahead = [i for i in intervals if i.low > 0]
+        chosen = max(intervals, key=lambda i: i.low) if intervals else None
+        outcome = "met" if ahead else "missed" if intervals and all(i.high < 0 for i in intervals) else "not resolved"
+        rows.append(
+            {
+                "target": f"the best under {LORA_MAX_TRAINABLE_PCT:g}% trained: ahead of full fine-tuning at a budget",
+                "configuration": best,
+                "estimate": chosen.estimate if chosen else np.nan,
+                "interval": chosen,
+                "seeds": int(equal.loc[equal["configuration"].isin([best, REFERENCE]), "seeds"].min()),
+                "verdict": outcome,
+                "by": chosen.estimate if chosen else np.nan,
+            }
+        )
+    columns = ["target", "configuration", "estimate", "interval", "seeds", "verdict", "by"]
+    return pd.DataFrame(rows, columns=columns).set_index("target")
+
+
 def question_of(config: RunConfig) -> str:
     """The ``QUESTIONS`` key a grid run answers: a LoRA-family run on query and value at another
     rank than 8 belongs to the rank series, one at r=8 other than plain LoRA to the successors,
@@ -426,6 +558,19 @@ def rank_plan(grid_file) -> tuple[list[str], list[int]]:
     return list(dict.fromkeys(name for name, _ in pairs)), sorted(ranks)
 
 
+def finished_configurations(grid_file, records: list[Record]) -> list[str]:
+    """The configurations of the grid file all of whose runs have a record among ``records``, in
+    the file's order: those whose numbers are the study's, not a partial count."""
+    from .grid import expand
+
+    done = {record.run_id for record in records}
+    state: dict[str, bool] = {}
+    for run in expand(grid_file).runs:
+        label = configuration_label(RunConfig.from_parameters(**run.parameters))
+        state[label] = state.get(label, True) and run.run_id in done
+    return [label for label, finished in state.items() if finished]
+
+
 def progress(grid_file, records: list[Record]) -> pd.DataFrame:
     """One row per question: the grid's configurations and runs for it, and how many of the
     runs have a record among ``records``."""
@@ -456,3 +601,31 @@ def swings(records: list[Record], split: str = REPORTED_SPLIT) -> tuple[float, f
     if not steps:
         raise CurveError("no curve with two points to measure a swing")
     return 100 * float(np.median(steps)), 100 * float(max(steps))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lora_lib.study.long_runs FOLDER``: the first two questions and the targets,
+    from the curve runs in FOLDER, as the book's landing page and chapter 8 give them."""
+    import argparse
+
+    from .record import load_records
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", help="the third study's records, e.g. executed/v3")
+    parser.add_argument("--configuration", default=SUCCESSOR_REFERENCE, help="what to set against full fine-tuning")
+    parser.add_argument("--data-dir", help="the GLUE SST-2 folder (default: $SST2_DIR)")
+    args = parser.parse_args(argv)
+    tier = [r for r in load_records(args.folder) if r.curve and question_of(r.config) == "time"]
+    if not tier:
+        raise SystemExit(f"{args.folder}: no curve run of question 1's configurations")
+    selected = selected_table(tier, data_dir=args.data_dir)
+    equal = equal_compute(tier, data_dir=args.data_dir)
+    answered = answer(selected, equal, args.configuration)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(answered.drop(columns=["text"]).round(2).to_string(), end="\n\n")
+        print(answer_said(answered, args.configuration) or "too few seeds for a finding yet", end="\n\n")
+        print(judge_targets(selected, equal).round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from .stats import (
     Interval,
     bootstrap_interval,
     crossed_interval,
-    holm,
+    holm_column,
     paired_bootstrap,
     sign_flip_test,
     t_interval,
@@ -54,7 +54,6 @@ def evaluation_labels(config: RunConfig, data_dir: str | None = None) -> np.ndar
 
 def correct(records: list[Record], labels) -> np.ndarray:
     """Seeds x sentences of 0/1, one row per record in seed order: its prediction equals the label."""
-    labels = np.asarray(labels)
     rows = []
     for record in sorted(records, key=lambda r: r.seed):
         if record.predictions is None:
@@ -67,13 +66,24 @@ def correct(records: list[Record], labels) -> np.ndarray:
                 f"run {record.run_id} keeps its predictions in a length-grouped order (schema version 2): "
                 "put them in the split's order with python -m lora_lib.study.repair FOLDER"
             )
-        predicted = np.asarray(record.predictions.label)
+        rows.append((f"run {record.run_id}", record.predictions.label))
+    return correct_rows(rows, labels)
+
+
+def correct_rows(predictions, labels) -> np.ndarray:
+    """Rows x sentences of 0/1 from ``(name, predicted labels)`` pairs: whether each prediction
+    equals the label. ``name`` says whose predictions they are when their length is not the split's."""
+    labels = np.asarray(labels)
+    rows = []
+    for name, predicted in predictions:
+        predicted = np.asarray(predicted)
         if predicted.shape != labels.shape:
             raise ValueError(
-                f"run {record.run_id} has {len(predicted)} predictions, its evaluation split {len(labels)} sentences"
+                f"{name} has {len(predicted)} predictions, the evaluation split {len(labels)} sentences: "
+                "score every run on the same split"
             )
         rows.append(predicted == labels)
-    return np.array(rows, dtype=float)
+    return np.array(rows, dtype=float).reshape(len(rows), len(labels))
 
 
 @dataclass(frozen=True)
@@ -170,9 +180,7 @@ def against_reference(
             }
         )
     frame = pd.DataFrame(rows)
-    family = frame["p"].notna()
-    frame["Holm p"] = None
-    frame.loc[family, "Holm p"] = holm(frame.loc[family, "p"].astype(float)).tolist()
+    frame["Holm p"] = holm_column(frame)
     frame["_order"] = frame["method"].map(method_order)
     frame = frame.sort_values(["_order", "_variant", "rank"], na_position="first")
     return frame.drop(columns=["_order", "_variant"]).set_index("configuration")

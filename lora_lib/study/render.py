@@ -282,6 +282,32 @@ def estimate_text(estimate: float | None, interval: Interval | None, seeds: int,
     return f"{interval.estimate:{form}} ({interval.low:{form}} to {interval.high:{form}})"
 
 
+def comparison_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of ``protocol``'s comparisons (precision, schedule) as a reader reads it: every
+    interval as ``interval_text`` gives it and the column "p" as ``p_text``; the rest as it is."""
+    shown = table.map(lambda v: interval_text(v) if isinstance(v, Interval) else v)
+    if "p" in shown.columns:
+        shown["p"] = table["p"].map(p_text)
+    return shown
+
+
+def targets_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``long_runs.judge_targets`` as a reader reads it: each target's configuration, its estimate
+    with its interval (or its seeds, where there are too few for one), the verdict, and the
+    estimate's distance from the threshold (points)."""
+    return pd.DataFrame(
+        {
+            "configuration": table["configuration"],
+            "estimate (95% interval)": [
+                estimate_text(row["estimate"], row["interval"], row["seeds"]) for _, row in table.iterrows()
+            ],
+            "verdict": table["verdict"],
+            "by": table["by"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
+        },
+        index=table.index,
+    )
+
+
 def selected_frame(table: pd.DataFrame) -> pd.DataFrame:
     """``long_runs.selected_table`` as a reader reads it: each configuration's seeds and epochs,
     where its checkpoints were selected, its validation accuracy there and at the end, and its

@@ -13,7 +13,8 @@
 - ``sign_flip_test``: a paired test clustered by sentence, for the same comparison (it replaced
   McNemar's test on predictions pooled over seed pairs, which treated every seed pair as
   independent: a sentence that flips for one pair tends to flip for the others).
-- ``holm``: Holm's step-down adjustment of a family of p-values.
+- ``holm``: Holm's step-down adjustment of a family of p-values; ``holm_column`` the same over a
+  table's column, family by family.
 - ``rank_trend``: accuracy against log2(rank), and a one-way ANOVA over the ranks.
 - ``rank_slope``: the same slope with the crossed design's interval over seeds and sentences.
 - ``crossed_contrast``: any weighted sum of configurations (a difference, a step, a slope)
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -308,4 +310,17 @@ def holm(p_values) -> np.ndarray:
     for position, index in enumerate(order):
         running = max(running, min(1.0, (len(p) - position) * p[index]))
         adjusted[index] = running
+    return adjusted
+
+
+def holm_column(table: pd.DataFrame, column: str = "p", by: str | None = None) -> pd.Series:
+    """``holm`` over the rows of ``table`` that have a p-value in ``column``, each group of ``by``
+    a family of its own (the whole table is one without it); NaN on the rows without one."""
+    p = pd.to_numeric(table[column], errors="coerce").astype(float)
+    adjusted = pd.Series(np.nan, index=table.index, dtype=float)
+    families = [p] if by is None else [p[group.index] for _, group in table.groupby(by, sort=False)]
+    for family in families:
+        tested = family.dropna()
+        if len(tested):
+            adjusted.loc[tested.index] = holm(tested.to_numpy())
     return adjusted

@@ -88,6 +88,20 @@ def check_precision(todo: list[Run]) -> None:
         )
 
 
+def check_data(todo: list[Run]) -> None:
+    """Refuse, before any run starts, a sweep whose runs would all fail to find SST-2: those that
+    name no ``data_dir`` read ``$SST2_DIR``, else the Hub, and so fail alike (``GridError``). A run
+    with a folder of its own fails, if it does, as a run."""
+    if not any(r.parameters.get("data_dir") is None for r in todo):
+        return
+    from .data import DataError, load_sst2
+
+    try:
+        load_sst2()
+    except DataError as err:
+        raise GridError(f"no run can load SST-2, so none was started: {err}") from err
+
+
 def sweep(
     grid: Grid,
     only: list[str] | None = None,
@@ -142,6 +156,7 @@ def sweep(
             _on_cluster(client, todo, grid, summary, commit)
         elif not scheduler:
             if todo:
+                check_data(todo)
                 check_kernel_imports(grid.root)
             deadline = None if start_within is None else time.monotonic() + 60 * start_within
             _on_this_machine(todo, grid, summary, commit, jobs, deadline)
