@@ -188,9 +188,11 @@ def test_the_third_studys_targets_are_judged_from_their_intervals():
     assert judged(full + behind)["verdict"].tolist() == ["met", "missed", "missed"]  # behind at every budget
     thin = judged(full[:2] + ahead)
     assert thin["verdict"].tolist() == ["not resolved"] * 3 and thin["seeds"].tolist() == [2, 2, 2]
-    lines = long_runs.equal_said(long_runs.equal_compute(tier, minutes=(1, 4), labels=LABELS))
+    equal = long_runs.equal_compute(tier, minutes=(1, 4), labels=LABELS)
+    lines = long_runs.equal_said(equal)
     assert list(lines) == ["LoRA r=8"]  # DoRA's one seed has no interval to say
-    assert lines["LoRA r=8"].count("minutes") == 2
+    for interval in equal.loc[equal["configuration"] == "LoRA r=8", "difference interval"]:
+        assert f"{interval.low:.1f} to {interval.high:.1f}" in lines["LoRA r=8"]  # ahead at both budgets
     shown = render.targets_frame(table)
     assert shown["verdict"].tolist() == ["met"] * 3 and shown["by"].iloc[1] == "+3.00"
 

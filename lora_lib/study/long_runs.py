@@ -414,13 +414,34 @@ def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_R
     return pd.DataFrame(rows, columns=columns).set_index("question")
 
 
-def _behind_or_ahead(row) -> str:
-    low, high = row["low"], row["high"]
-    if row["side"] == "below":
-        return f"behind full fine-tuning by {-high:.1f} to {-low:.1f} points"
-    if row["side"] == "above":
-        return f"ahead of full fine-tuning by {low:.1f} to {high:.1f} points"
-    return f"not distinguishable from full fine-tuning ({low:+.1f} to {high:+.1f} points)"
+def _standings(rows: list[dict]) -> str:
+    """Budgets in order, each a dict of ``side``, ``low``, ``high`` and ``minutes``, as one clause:
+    neighbouring budgets on the same side share their words, "not distinguishable from full
+    fine-tuning after 5 and 10 minutes (-2.1 to +0.1 and -2.0 to +0.5 points)"."""
+    groups: list[list[dict]] = []
+    for row in rows:
+        if groups and groups[-1][0]["side"] == row["side"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+
+    def joined(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    clauses = []
+    for group in groups:
+        minutes = joined([f"{row['minutes']:g}" for row in group]) + " minutes"
+        side = group[0]["side"]
+        if side == "below":
+            numbers = joined([f"{-row['high']:.1f} to {-row['low']:.1f}" for row in group])
+            clauses.append(f"behind full fine-tuning after {minutes} (by {numbers} points)")
+        elif side == "above":
+            numbers = joined([f"{row['low']:.1f} to {row['high']:.1f}" for row in group])
+            clauses.append(f"ahead of full fine-tuning after {minutes} (by {numbers} points)")
+        else:
+            numbers = joined([f"{row['low']:+.1f} to {row['high']:+.1f}" for row in group])
+            clauses.append(f"not distinguishable from full fine-tuning after {minutes} ({numbers} points)")
+    return "; ".join(clauses)
 
 
 def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
@@ -439,8 +460,7 @@ def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
         f"(epoch {given['epoch']:.1f} on average; {seeds})."
     )
     if len(budgets):
-        each = [f"{_behind_or_ahead(row)} after {row['minutes']:g} minutes" for _, row in budgets.iterrows()]
-        text += f" At equal training time on this machine it is {'; '.join(each)}."
+        text += f" At equal training time on this machine it is {_standings(budgets.to_dict('records'))}."
     return text
 
 
@@ -452,12 +472,11 @@ def equal_said(equal: pd.DataFrame) -> dict[str, str]:
     lines = {}
     rows = equal[equal["difference interval"].notna()] if len(equal) else equal
     for label, at in rows.groupby("configuration", sort=False):
-        parts = []
+        stands = []
         for _, row in at.sort_values("minutes").iterrows():
             words = said(row["difference interval"])
-            stand = {"side": words.side, "low": words.low, "high": words.high}
-            parts.append(f"{_behind_or_ahead(stand)} after {row['minutes']:g} minutes")
-        lines[label] = "; ".join(parts)
+            stands.append({"side": words.side, "low": words.low, "high": words.high, "minutes": row["minutes"]})
+        lines[label] = _standings(stands)
     return lines
 
 
@@ -493,8 +512,9 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
         add(target, REFERENCE, full["accuracy"], full["interval"], 100 * FULL_TARGET, int(full["seeds"]))
     small = selected[(selected["trainable (%)"] < LORA_MAX_TRAINABLE_PCT) & (selected["seeds"] >= MIN_SEEDS)]
     best = small["accuracy"].idxmax() if len(small) else None
-    within = f"under {LORA_MAX_TRAINABLE_PCT:g}% trained: within {LORA_MAX_GAP_POINTS:g} point of full fine-tuning"
-    for which, name in (("the best", best), ("the one stated before the grid", stated)):
+    within = f"within {LORA_MAX_GAP_POINTS:g} point of full fine-tuning"
+    under = f"under {LORA_MAX_TRAINABLE_PCT:g}% trained"
+    for which, name in ((f"the best {under}:", best), (f"the one named before the grid ({under}):", stated)):
         if name is not None and name in selected.index and name != REFERENCE:
             row = selected.loc[name]
             seeds = int(min(row["seeds"], selected.loc[REFERENCE, "seeds"]))
