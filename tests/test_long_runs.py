@@ -195,6 +195,9 @@ def test_the_third_studys_targets_are_judged_from_their_intervals():
         assert f"{interval.low:.1f} to {interval.high:.1f}" in lines["LoRA r=8"]  # ahead at both budgets
     shown = render.targets_frame(table)
     assert shown["verdict"].tolist() == ["met"] * 3 and shown["by"].iloc[1] == "+3.00"
+    assert table["difference"].tolist() == [False, True, True]
+    gap = table["interval"].iloc[1]
+    assert shown.iloc[1, 1] == render.estimate_text(gap.estimate, gap, 3, sign=True)
 
 
 def test_each_configurations_speed_is_given_per_machine():

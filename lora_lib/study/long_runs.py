@@ -489,7 +489,8 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
     fine-tuning against ``-LORA_MAX_GAP_POINTS``; and at equal compute, whether the best is ahead
     of full fine-tuning at some budget of ``equal_compute`` (met), behind at every one (missed: it
     never is), or neither, its interval the budget's whose lower end is highest. ``by`` is the
-    estimate's distance from the threshold in points; ``seeds`` the fewer of the two sides'."""
+    estimate's distance from the threshold in points; ``seeds`` the fewer of the two sides';
+    ``difference`` whether the estimate is a difference to full fine-tuning."""
     rows = []
 
     def add(target, configuration, estimate, interval, threshold, seeds):
@@ -501,6 +502,7 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
                 "estimate": estimate,
                 "interval": interval,
                 "seeds": seeds,
+                "difference": threshold <= 0,  # the accuracy target's threshold is a level, the others a gap
                 "verdict": verdict(low, high, threshold),
                 "by": estimate - threshold,
             }
@@ -532,11 +534,12 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
                 "estimate": chosen.estimate if chosen else np.nan,
                 "interval": chosen,
                 "seeds": int(equal.loc[equal["configuration"].isin([best, REFERENCE]), "seeds"].min()),
+                "difference": True,
                 "verdict": outcome,
                 "by": chosen.estimate if chosen else np.nan,
             }
         )
-    columns = ["target", "configuration", "estimate", "interval", "seeds", "verdict", "by"]
+    columns = ["target", "configuration", "estimate", "interval", "seeds", "difference", "verdict", "by"]
     return pd.DataFrame(rows, columns=columns).set_index("target")
 
 

@@ -299,7 +299,8 @@ def targets_frame(table: pd.DataFrame) -> pd.DataFrame:
         {
             "configuration": table["configuration"],
             "estimate (95% interval)": [
-                estimate_text(row["estimate"], row["interval"], row["seeds"]) for _, row in table.iterrows()
+                estimate_text(row["estimate"], row["interval"], row["seeds"], sign=bool(row["difference"]))
+                for _, row in table.iterrows()
             ],
             "verdict": table["verdict"],
             "by": table["by"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
