@@ -493,7 +493,7 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
     ``difference`` whether the estimate is a difference to full fine-tuning."""
     rows = []
 
-    def add(target, configuration, estimate, interval, threshold, seeds):
+    def add(target, configuration, estimate, interval, threshold, seeds, outcome=None):
         low, high = (interval.low, interval.high) if interval is not None else (np.nan, np.nan)
         rows.append(
             {
@@ -503,7 +503,7 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
                 "interval": interval,
                 "seeds": seeds,
                 "difference": threshold <= 0,  # the accuracy target's threshold is a level, the others a gap
-                "verdict": verdict(low, high, threshold),
+                "verdict": outcome or verdict(low, high, threshold),
                 "by": estimate - threshold,
             }
         )
@@ -527,18 +527,9 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
         ahead = [i for i in intervals if i.low > 0]
         chosen = max(intervals, key=lambda i: i.low) if intervals else None
         outcome = "met" if ahead else "missed" if intervals and all(i.high < 0 for i in intervals) else "not resolved"
-        rows.append(
-            {
-                "target": f"the best under {LORA_MAX_TRAINABLE_PCT:g}% trained: ahead of full fine-tuning at a budget",
-                "configuration": best,
-                "estimate": chosen.estimate if chosen else np.nan,
-                "interval": chosen,
-                "seeds": int(equal.loc[equal["configuration"].isin([best, REFERENCE]), "seeds"].min()),
-                "difference": True,
-                "verdict": outcome,
-                "by": chosen.estimate if chosen else np.nan,
-            }
-        )
+        seeds = int(equal.loc[equal["configuration"].isin([best, REFERENCE]), "seeds"].min())
+        estimate = chosen.estimate if chosen else np.nan
+        add(f"the best {under}: ahead of full fine-tuning at a budget", best, estimate, chosen, 0.0, seeds, outcome)
     columns = ["target", "configuration", "estimate", "interval", "seeds", "difference", "verdict", "by"]
     return pd.DataFrame(rows, columns=columns).set_index("target")
 
