@@ -526,6 +526,35 @@ def test_training_time_sums_the_hours_and_averages_each_method():
     )
 
 
+def test_spent_hours_adds_each_runs_evaluation_to_its_training():
+    evaluated = make_record("lora_r8_s0", seconds=540.0)
+    evaluated.cost.eval_seconds = 180.0  # as train.py writes it: a field the schema does not name
+    older = make_record("full_s0", method="full", rank=None, seconds=900.0)  # a record without the field
+    assert sweep.spent_hours([evaluated, older]) == pytest.approx((540 + 180 + 900) / 3600)
+    assert sweep.spent_hours([]) == 0
+
+
+def test_a_grid_states_its_budget_and_the_dry_run_sets_the_finished_runs_against_it(tmp_path, capsys, monkeypatch):
+    path = write_grid(tmp_path / "grid", [{"method": "bitfit"}], seeds=[0, 1], budget_hours=2.5)
+    grid = sweep.expand(path)
+    assert grid.budget_hours == 2.5
+    assert sweep.expand(write_grid(tmp_path / "plain", [{"method": "bitfit"}])).budget_hours is None
+    done = make_record("bitfit_s0", method="bitfit", rank=None, seconds=5400.0)
+    done.cost.eval_seconds = 1800.0
+    monkeypatch.setattr(sweep, "record_exists", lambda folder, run_id: run_id == "bitfit_s0")
+    monkeypatch.setattr(sweep, "changed_parameters", lambda run, folder: {})
+    monkeypatch.setattr(sweep, "load_record", lambda file: done)
+    assert sweep.main([str(path), "--dry-run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert "1 to run, 1 already done" in last and "2.00 of the 2.5 hours budgeted" in last
+
+
+@pytest.mark.parametrize("budget", [0, -3, "ten", True])
+def test_a_budget_that_is_not_a_positive_number_of_hours_is_refused_by_name(tmp_path, budget):
+    with pytest.raises(sweep.GridError, match="budget_hours"):
+        sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}], budget_hours=budget))
+
+
 def test_the_cli_refuses_minutes_it_cannot_keep(tmp_path, capsys):
     path = write_grid(tmp_path / "grid", [{"method": "bitfit"}])
     for argv in (["--start-within", "-5"], ["--start-within", "30", "--scheduler", "tcp://127.0.0.1:1"]):

@@ -6,6 +6,7 @@ The grid file::
     output_dir: executed          # relative to root
     seeds: [0, 1, 2]
     defaults: {epochs: 2, batch_size: 32}   # run parameters (RunConfig.parameters()) shared by every run
+    budget_hours: 12.0            # optional: the hours the file counted before its first run
     runs:
       - {method: full, lr: 5.0e-5}
       - {method: lora, rank: [1, 2, 4, 8], lr: 1.0e-3}   # a list expands into one run each
@@ -36,7 +37,7 @@ from lora_lib.registry import apply_method
 from .config import RunConfig
 
 NOTEBOOK = Path("book") / "train.ipynb"  # relative to the grid's root, unless the grid names one
-GRID_KEYS = {"root", "output_dir", "seeds", "defaults", "runs", "notebook"}
+GRID_KEYS = {"root", "output_dir", "seeds", "defaults", "runs", "notebook", "budget_hours"}
 ID_PREFIX = {"rank": "r"}
 
 
@@ -56,6 +57,7 @@ class Grid:
     output_dir: Path
     notebook: Path
     root: Path  # where the kernels run: output_dir, notebook and the runs' relative paths start there
+    budget_hours: float | None = None  # what the file counted its runs would take, before the first ran
 
 
 def expand(path: str | Path) -> Grid:
@@ -80,7 +82,16 @@ def expand(path: str | Path) -> Grid:
             "to its path (relative to the grid's root), or run jupytext --sync book/train.md"
         )
     check_runs(path, runs)
-    return Grid(runs=runs, output_dir=root / spec.get("output_dir", "executed"), notebook=notebook, root=root)
+    budget = spec.get("budget_hours")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise GridError(f"{path}: budget_hours must be a positive number of hours, got {budget!r}")
+    return Grid(
+        runs=runs,
+        output_dir=root / spec.get("output_dir", "executed"),
+        notebook=notebook,
+        root=root,
+        budget_hours=None if budget is None else float(budget),
+    )
 
 
 def _expand_runs(path: Path, spec: dict) -> list[Run]:

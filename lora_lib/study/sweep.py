@@ -41,7 +41,7 @@ from .grid import Grid, GridError, Run, expand
 from .record import Record, load_record, record_exists
 from .runner import changed_parameters, check_kernel_imports, commit_run, execute, supersede
 
-__all__ = ["GridError", "expand", "main", "sweep", "training_time"]
+__all__ = ["GridError", "expand", "main", "spent_hours", "sweep", "training_time"]
 
 
 def training_time(records: list[Record]) -> str:
@@ -52,6 +52,13 @@ def training_time(records: list[Record]) -> str:
         minutes.setdefault(record.method, []).append(record.cost.train_seconds / 60)
     each = "; ".join(f"{label_of(method)} {sum(m) / len(m):.1f} min a run" for method, m in minutes.items())
     return f"{sum(sum(m) for m in minutes.values()) / 60:.2f} hours of training ({each})"
+
+
+def spent_hours(records: list[Record]) -> float:
+    """The hours finished runs took to train and evaluate (their records' ``train_seconds`` and
+    ``eval_seconds``; loading the model and data is not recorded): what a grid's ``budget_hours``
+    is set against."""
+    return sum(r.cost.train_seconds + (r.cost.model_extra or {}).get("eval_seconds", 0.0) for r in records) / 3600
 
 
 def check_options(jobs: int, scheduler: str | None, start_within: float | None) -> None:
@@ -292,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         done = [load_record(grid.output_dir / f"{run_id}.json") for run_id in summary["skipped"]]
         spent = f": {training_time(done)}" if done else ""
+        if grid.budget_hours is not None:
+            spent += f"; {spent_hours(done):.2f} of the {grid.budget_hours:g} hours budgeted, evaluation included"
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done{spent}")
         return 0
     done, skipped, failed = (len(summary[k]) for k in ("done", "skipped", "failed"))
