@@ -3,11 +3,13 @@ runs cut to a common length, the slowed runs, on made-up curves (1,000 sentences
 so that a point's accuracy is the share of sentences it calls positive)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_curves import curve_record
 
 from lora_lib.study import long_runs, render
 from lora_lib.study.curves import CurveError, first_epochs, slowed
+from lora_lib.study.stats import Interval
 
 LABELS = np.ones(1000, dtype=int)
 
@@ -189,7 +191,7 @@ def test_the_third_studys_targets_are_judged_from_their_intervals():
     thin = judged(full[:2] + ahead)
     assert thin["verdict"].tolist() == ["not resolved"] * 3 and thin["seeds"].tolist() == [2, 2, 2]
     equal = long_runs.equal_compute(tier, minutes=(1, 4), labels=LABELS)
-    lines = long_runs.equal_said(equal)
+    lines = long_runs.budgets_said(equal)
     assert list(lines) == ["LoRA r=8"]  # DoRA's one seed has no interval to say
     for interval in equal.loc[equal["configuration"] == "LoRA r=8", "difference interval"]:
         assert f"{interval.low:.1f} to {interval.high:.1f}" in lines["LoRA r=8"]  # ahead at both budgets
@@ -323,6 +325,12 @@ def test_the_successors_are_set_beside_lora_r8_at_each_budget_of_epochs():
     )
     before = render.budget_frame(table.iloc[:0], planned=["PiSSA r=8"])
     assert before.loc["PiSSA r=8"].tolist() == ["not run yet"]
+    # said against LoRA r=8, by epochs: rsLoRA ahead after one, level after two; DoRA's one seed says nothing
+    lines = long_runs.budgets_said(table, "epochs", long_runs.SUCCESSOR_REFERENCE)
+    assert list(lines) == ["rsLoRA r=8"]
+    sooner, level = at.loc[("rsLoRA r=8", 1), "difference interval"], at.loc[("rsLoRA r=8", 2), "difference interval"]
+    assert f"{sooner.low:.1f} to {sooner.high:.1f}" in lines["rsLoRA r=8"] and "LoRA r=8" in lines["rsLoRA r=8"]
+    assert f"{level.low:+.1f} to {level.high:+.1f}" in lines["rsLoRA r=8"]
 
 
 def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling():
@@ -367,6 +375,14 @@ def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling
     ]
     assert shown.loc["LoRA", "r = 128 (%)"] == "not run yet" and shown.loc["rsLoRA", "r = 8 (%)"] == "not run yet"
     assert shown.loc["LoRA", "per doubling of r (points)"] == render.estimate_text(slope.estimate, slope, 3, sign=True)
+    assert list(long_runs.ranks_said(table)) == ["LoRA"]  # rsLoRA's r=2 has one seed: no slope to say
+    assert f"{slope.low:.1f} to {slope.high:.1f}" in long_runs.ranks_said(table)["LoRA"]
+    made_up = pd.DataFrame(
+        {"per doubling": [Interval(-1.0, -1.5, -0.5), Interval(0.1, -0.2, 0.4)]}, index=["falls", "flat"]
+    )
+    said = long_runs.ranks_said(made_up)
+    assert "0.5 to 1.5" in said["falls"] and "-0.2 to +0.4" in said["flat"]
+    assert long_runs.ranks_said(made_up.iloc[:0]) == {}
     moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
     with pytest.raises(CurveError, match="LoRA's ranks ran at"):
         long_runs.rank_table(moved, labels=LABELS)

@@ -414,8 +414,8 @@ def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_R
     return pd.DataFrame(rows, columns=columns).set_index("question")
 
 
-def _standings(rows: list[dict]) -> str:
-    """Budgets in order, each a dict of ``side``, ``low``, ``high`` and ``minutes``, as one clause:
+def _standings(rows: list[dict], unit: str = "minutes", reference: str = "full fine-tuning") -> str:
+    """Budgets in order, each a dict of ``side``, ``low``, ``high`` and ``unit``, as one clause:
     neighbouring budgets on the same side share their words, "not distinguishable from full
     fine-tuning after 5 and 10 minutes (-2.1 to +0.1 and -2.0 to +0.5 points)"."""
     groups: list[list[dict]] = []
@@ -430,17 +430,18 @@ def _standings(rows: list[dict]) -> str:
 
     clauses = []
     for group in groups:
-        minutes = joined([f"{row['minutes']:g}" for row in group]) + " minutes"
+        one = len(group) == 1 and group[0][unit] == 1
+        after = joined([f"{row[unit]:g}" for row in group]) + " " + (unit.rstrip("s") if one else unit)
         side = group[0]["side"]
         if side == "below":
             numbers = joined([f"{-row['high']:.1f} to {-row['low']:.1f}" for row in group])
-            clauses.append(f"behind full fine-tuning after {minutes} (by {numbers} points)")
+            clauses.append(f"behind {reference} after {after} (by {numbers} points)")
         elif side == "above":
             numbers = joined([f"{row['low']:.1f} to {row['high']:.1f}" for row in group])
-            clauses.append(f"ahead of full fine-tuning after {minutes} (by {numbers} points)")
+            clauses.append(f"ahead of {reference} after {after} (by {numbers} points)")
         else:
             numbers = joined([f"{row['low']:+.1f} to {row['high']:+.1f}" for row in group])
-            clauses.append(f"not distinguishable from full fine-tuning after {minutes} ({numbers} points)")
+            clauses.append(f"not distinguishable from {reference} after {after} ({numbers} points)")
     return "; ".join(clauses)
 
 
@@ -464,19 +465,41 @@ def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
     return text
 
 
-def equal_said(equal: pd.DataFrame) -> dict[str, str]:
-    """``equal_compute``'s differences as a reader is told them, a line per configuration: where
-    it stands against full fine-tuning after each budget at which both have ``MIN_SEEDS`` seeds
-    (its interval says behind, ahead or not distinguishable); a configuration with no such budget
-    has no line."""
+def budgets_said(table: pd.DataFrame, unit: str = "minutes", reference: str = REFERENCE) -> dict[str, str]:
+    """``equal_compute``'s (or, with ``unit="epochs"`` and ``reference=SUCCESSOR_REFERENCE``,
+    ``successors_table``'s) differences as a reader is told them, a line per configuration: where
+    it stands against ``reference`` after each budget at which both have ``MIN_SEEDS`` seeds (its
+    interval says behind, ahead or not distinguishable); a configuration with no such budget has
+    no line."""
     lines = {}
-    rows = equal[equal["difference interval"].notna()] if len(equal) else equal
+    rows = table[table["difference interval"].notna()] if len(table) else table
     for label, at in rows.groupby("configuration", sort=False):
         stands = []
-        for _, row in at.sort_values("minutes").iterrows():
+        for _, row in at.sort_values(unit).iterrows():
             words = said(row["difference interval"])
-            stands.append({"side": words.side, "low": words.low, "high": words.high, "minutes": row["minutes"]})
-        lines[label] = _standings(stands)
+            stands.append({"side": words.side, "low": words.low, "high": words.high, unit: row[unit]})
+        lines[label] = _standings(stands, unit, "full fine-tuning" if reference == REFERENCE else reference)
+    return lines
+
+
+def ranks_said(table: pd.DataFrame) -> dict[str, str]:
+    """``rank_table``'s change per doubling of r as a reader is told it, a line per series that
+    has one (every rank with ``MIN_SEEDS`` seeds): it rises, falls, or changes by no amount its
+    interval can tell from none."""
+    lines = {}
+    for name, slope in table["per doubling"].items() if len(table) else []:
+        if slope is None:
+            continue
+        words = said(slope)
+        if words.side == "above":
+            lines[name] = f"rises by {slope.low:.1f} to {slope.high:.1f} points per doubling of r"
+        elif words.side == "below":
+            lines[name] = f"falls by {-slope.high:.1f} to {-slope.low:.1f} points per doubling of r"
+        else:
+            lines[name] = (
+                "no change per doubling of r that its interval can tell from none "
+                f"({slope.low:+.1f} to {slope.high:+.1f} points)"
+            )
     return lines
 
 
