@@ -195,11 +195,37 @@ def test_the_third_studys_targets_are_judged_from_their_intervals():
     assert list(lines) == ["LoRA r=8"]  # DoRA's one seed has no interval to say
     for interval in equal.loc[equal["configuration"] == "LoRA r=8", "difference interval"]:
         assert f"{interval.low:.1f} to {interval.high:.1f}" in lines["LoRA r=8"]  # ahead at both budgets
+    # "ahead at some budget" is the best of the budgets: it counts only where Holm's adjustment
+    # over them keeps the p below 5%; intervals above zero with p 0.03 at both do not
+    selected = long_runs.selected_table(tier, labels=LABELS)
+    lora_rows = equal["configuration"] == "LoRA r=8"
+    for p_values, expected in (([0.03, 0.03], "not resolved"), ([0.01, 0.5], "met")):
+        adjusted = equal.copy()
+        adjusted.loc[lora_rows, "p"] = p_values
+        assert long_runs.judge_targets(selected, adjusted)["verdict"].iloc[2] == expected
     shown = render.targets_frame(table)
     assert shown["verdict"].tolist() == ["met"] * 3 and shown["by"].iloc[1] == "+3.00"
     assert table["difference"].tolist() == [False, True, True]
     gap = table["interval"].iloc[1]
     assert shown.iloc[1, 1] == render.estimate_text(gap.estimate, gap, 3, sign=True)
+
+
+def test_a_budget_by_which_both_sides_had_ended_is_not_said_as_equal_compute():
+    # a point a minute: full fine-tuning ends at 4 minutes, LoRA at 8; at 10 both report whole runs
+    full = [run(f"full_s{s}", [80, 84, 85, 86], method="full", seed=s) for s in range(3)]
+    lora = [run(f"lora_s{s}", [80, 81, 82, 83, 84, 85, 86, 87], seed=s) for s in range(3)]
+    equal = long_runs.equal_compute(full + lora, minutes=(2, 6, 10), labels=LABELS)
+    budgets = long_runs.compared_budgets(equal, "LoRA r=8")
+    assert budgets["minutes"].tolist() == [2, 6] and budgets["reference ended"].tolist() == [False, True]
+    table = long_runs.answer(long_runs.selected_table(full + lora, labels=LABELS), equal)
+    assert list(table.index) == ["given time", "after 2 minutes", "after 6 minutes"]
+    assert table["reference ended"].tolist() == [False, False, True]
+    line = long_runs.budgets_said(equal)["LoRA r=8"]
+    at = equal.set_index(["configuration", "minutes"])["difference interval"]
+    said_ends = [(-at[("LoRA r=8", m)].high, -at[("LoRA r=8", m)].low) for m in (2, 6)]
+    assert all(f"{high:.1f} to {low:.1f}" in line for high, low in said_ends)  # behind at 2 and 6
+    assert line.count(" to ") == 2  # two intervals: 10 minutes, whole runs on both sides, is not one of them
+    assert long_runs.compared_budgets(equal.iloc[:0], "LoRA r=8").empty
 
 
 def test_each_configurations_speed_is_given_per_machine():
@@ -375,14 +401,20 @@ def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling
     ]
     assert shown.loc["LoRA", "r = 128 (%)"] == "not run yet" and shown.loc["rsLoRA", "r = 8 (%)"] == "not run yet"
     assert shown.loc["LoRA", "per doubling of r (points)"] == render.estimate_text(slope.estimate, slope, 3, sign=True)
-    assert list(long_runs.ranks_said(table)) == ["LoRA"]  # rsLoRA's r=2 has one seed: no slope to say
-    assert f"{slope.low:.1f} to {slope.high:.1f}" in long_runs.ranks_said(table)["LoRA"]
+    assert list(long_runs.ranks_said(table, [2, 8, 64])) == ["LoRA"]  # rsLoRA's r=2 has one seed: no slope to say
+    assert f"{slope.low:.1f} to {slope.high:.1f}" in long_runs.ranks_said(table, [2, 8, 64])["LoRA"]
+    assert long_runs.ranks_said(table, [2, 8, 64, 128]) == {}  # r=128 planned, not run: the series is not done
     made_up = pd.DataFrame(
-        {"per doubling": [Interval(-1.0, -1.5, -0.5), Interval(0.1, -0.2, 0.4)]}, index=["falls", "flat"]
+        {
+            "per doubling": [Interval(-1.0, -1.5, -0.5), Interval(0.1, -0.2, 0.4)],
+            "r=2 seeds": [3, 3],
+            "r=8 seeds": [3, 3],
+        },
+        index=["falls", "flat"],
     )
-    said = long_runs.ranks_said(made_up)
+    said = long_runs.ranks_said(made_up, [2, 8])
     assert "0.5 to 1.5" in said["falls"] and "-0.2 to +0.4" in said["flat"]
-    assert long_runs.ranks_said(made_up.iloc[:0]) == {}
+    assert long_runs.ranks_said(made_up.iloc[:0], [2, 8]) == {}
     moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
     with pytest.raises(CurveError, match="LoRA's ranks ran at"):
         long_runs.rank_table(moved, labels=LABELS)

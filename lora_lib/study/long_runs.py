@@ -51,7 +51,7 @@ from .headline import said
 from .paired import correct_rows, evaluation_labels
 from .rates import target_tuple
 from .record import CurvePoint, Record
-from .stats import Interval, crossed_interval, holm_column, rank_slope, sign_flip_test
+from .stats import CONFIDENCE, Interval, crossed_interval, holm, holm_column, rank_slope, sign_flip_test
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
@@ -366,15 +366,28 @@ def gaps_said(table: pd.DataFrame, reference: str = "full fine-tuning") -> pd.Da
         interval = row["difference interval"]
         if interval is None:
             side = "too few seeds"
-            text = (
-                f"{row['difference']:+.1f} points from {reference}, with no interval until both have "
-                f"{MIN_SEEDS} seeds ({row['seeds']} and {reference_seeds} so far)"
-            )
+            text = f"no interval until both have {MIN_SEEDS} seeds ({row['seeds']} and {reference_seeds} so far)"
         else:
             words = said(interval, reference)
             side, text = words.side, words.text
         rows.append({"configuration": label, "side": side, "text": text})
     return pd.DataFrame(rows, columns=["configuration", "side", "text"]).set_index("configuration")
+
+
+def compared_budgets(
+    table: pd.DataFrame, label: str, reference: str = REFERENCE, unit: str = "minutes"
+) -> pd.DataFrame:
+    """``label``'s rows of ``equal_compute`` (or ``successors_table``, ``unit="epochs"``) at the
+    budgets where ``reference`` has a row too, in order, with ``reference ended`` (its runs had
+    ended before the budget, so it reports its whole runs there). A budget by which both had
+    ended is left out: it reads the whole runs of both, as the selected checkpoints do, and
+    says nothing about equal compute."""
+    if not len(table):
+        return table.assign(**{"reference ended": []})
+    ended = table[table["configuration"] == reference].set_index(unit)["stopped"]
+    rows = table[(table["configuration"] == label) & table[unit].isin(ended.index)].sort_values(unit)
+    rows = rows.assign(**{"reference ended": rows[unit].map(ended).astype(bool).to_numpy()})
+    return rows[~(rows["stopped"].astype(bool) & rows["reference ended"])]
 
 
 def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> pd.DataFrame:
@@ -385,11 +398,12 @@ def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_R
     interval's ends, ``text`` (``headline.said``'s words), and the seeds of both; empty where
     ``label`` has no runs yet."""
     columns = ["question", "minutes", "side", "low", "high", "text", "seeds", "reference seeds", "epoch"]
+    columns += ["reference ended"]
     if label not in selected.index or REFERENCE not in selected.index:
         return pd.DataFrame(columns=columns).set_index("question")
     rows = []
 
-    def add(question, minutes, row, reference_row):
+    def add(question, minutes, row, reference_seeds, reference_ended=False):
         interval = row["difference interval"]
         words = said(interval) if interval is not None else None
         rows.append(
@@ -399,18 +413,19 @@ def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_R
                 "side": words.side if words else "too few seeds",
                 "low": words.low if words else np.nan,
                 "high": words.high if words else np.nan,
-                "text": words.text if words else f"{row['difference']:+.1f} points from full fine-tuning",
+                "text": words.text if words else f"no interval until both have {MIN_SEEDS} seeds",
                 "seeds": int(row["seeds"]),
-                "reference seeds": int(reference_row["seeds"]),
+                "reference seeds": int(reference_seeds),
                 "epoch": float(row["selected epoch" if minutes is None else "epoch"]),
+                "reference ended": reference_ended,
             }
         )
 
-    add("given time", None, selected.loc[label], selected.loc[REFERENCE])
-    at = equal.set_index(["configuration", "minutes"]) if len(equal) else None
-    for minutes in sorted(set(equal["minutes"])) if at is not None else []:
-        if (label, minutes) in at.index and (REFERENCE, minutes) in at.index:
-            add(f"after {minutes:g} minutes", minutes, at.loc[(label, minutes)], at.loc[(REFERENCE, minutes)])
+    add("given time", None, selected.loc[label], selected.loc[REFERENCE, "seeds"])
+    reference_seeds = equal[equal["configuration"] == REFERENCE].set_index("minutes")["seeds"] if len(equal) else {}
+    for _, row in compared_budgets(equal, label).iterrows():
+        minutes = row["minutes"]
+        add(f"after {minutes:g} minutes", minutes, row, reference_seeds[minutes], bool(row["reference ended"]))
     return pd.DataFrame(rows, columns=columns).set_index("question")
 
 
@@ -442,6 +457,9 @@ def _standings(rows: list[dict], unit: str = "minutes", reference: str = "full f
         else:
             numbers = joined([f"{row['low']:+.1f} to {row['high']:+.1f}" for row in group])
             clauses.append(f"not distinguishable from {reference} after {after} ({numbers} points)")
+    ended = [row[unit] for row in rows if row.get("reference ended")]
+    if ended:
+        clauses[-1] += f", {reference} having finished its runs by {ended[0]:g} {unit}"
     return "; ".join(clauses)
 
 
@@ -453,8 +471,10 @@ def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
     given = table.loc["given time"]
     budgets = table.drop(index="given time")
     budgets = budgets[budgets["side"] != "too few seeds"]
-    seeds = f"{given['seeds']} seeds" + (
-        "" if given["seeds"] == given["reference seeds"] else f" and {given['reference seeds']}"
+    seeds = (
+        f"{given['seeds']} seeds each"
+        if given["seeds"] == given["reference seeds"]
+        else f"{given['seeds']} seeds of {label}, {given['reference seeds']} of full fine-tuning"
     )
     text = (
         f"Given time, {label} is {given['text']} at the checkpoints its held-out training sentences select "
@@ -472,23 +492,32 @@ def budgets_said(table: pd.DataFrame, unit: str = "minutes", reference: str = RE
     interval says behind, ahead or not distinguishable); a configuration with no such budget has
     no line."""
     lines = {}
-    rows = table[table["difference interval"].notna()] if len(table) else table
-    for label, at in rows.groupby("configuration", sort=False):
+    for label in dict.fromkeys(table["configuration"]) if len(table) else []:
+        if label == reference:
+            continue
         stands = []
-        for _, row in at.sort_values(unit).iterrows():
+        for _, row in compared_budgets(table, label, reference, unit).iterrows():
+            if row["difference interval"] is None:
+                continue
             words = said(row["difference interval"])
-            stands.append({"side": words.side, "low": words.low, "high": words.high, unit: row[unit]})
-        lines[label] = _standings(stands, unit, "full fine-tuning" if reference == REFERENCE else reference)
+            stands.append(
+                {"side": words.side, "low": words.low, "high": words.high, unit: row[unit]}
+                | {"reference ended": bool(row["reference ended"])}
+            )
+        if stands:
+            lines[label] = _standings(stands, unit, "full fine-tuning" if reference == REFERENCE else reference)
     return lines
 
 
-def ranks_said(table: pd.DataFrame) -> dict[str, str]:
+def ranks_said(table: pd.DataFrame, ranks: list[int]) -> dict[str, str]:
     """``rank_table``'s change per doubling of r as a reader is told it, a line per series that
-    has one (every rank with ``MIN_SEEDS`` seeds): it rises, falls, or changes by no amount its
-    interval can tell from none."""
+    has all the ``ranks`` it plans (``rank_plan``), each with ``MIN_SEEDS`` seeds: it rises,
+    falls, or changes by no amount its interval can tell from none."""
     lines = {}
-    for name, slope in table["per doubling"].items() if len(table) else []:
-        if slope is None:
+    for name, row in table.iterrows():
+        slope = row["per doubling"]
+        seeds = [row.get(f"r={rank} seeds") for rank in ranks]
+        if slope is None or any(pd.isna(n) or n < MIN_SEEDS for n in seeds):
             continue
         words = said(slope)
         if words.side == "above":
@@ -510,8 +539,10 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
     ``FULL_TARGET``; the best configuration under ``LORA_MAX_TRAINABLE_PCT``% trained (the highest
     mean among those with seeds enough) and the ``stated`` one, their paired difference to full
     fine-tuning against ``-LORA_MAX_GAP_POINTS``; and at equal compute, whether the best is ahead
-    of full fine-tuning at some budget of ``equal_compute`` (met), behind at every one (missed: it
-    never is), or neither, its interval the budget's whose lower end is highest. ``by`` is the
+    of full fine-tuning at some budget of ``equal_compute`` (met: its interval above zero and its
+    sign-flip p, Holm-adjusted over the budgets, below 5%), behind at every one (missed: it never
+    is), or neither, its interval the budget's whose lower end is highest; the budgets are
+    ``compared_budgets``'s, by which not both had ended. ``by`` is the
     estimate's distance from the threshold in points; ``seeds`` the fewer of the two sides';
     ``difference`` whether the estimate is a difference to full fine-tuning."""
     rows = []
@@ -545,9 +576,13 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
             seeds = int(min(row["seeds"], selected.loc[REFERENCE, "seeds"]))
             add(f"{which} {within}", name, row["difference"], row["difference interval"], -LORA_MAX_GAP_POINTS, seeds)
     if best is not None and len(equal):
-        at = equal[(equal["configuration"] == best) & equal["difference interval"].notna()]
+        at = compared_budgets(equal, best)
+        at = at[at["difference interval"].notna()]
         intervals = list(at["difference interval"])
-        ahead = [i for i in intervals if i.low > 0]
+        # "at some budget" is a best of several: ahead counts only where Holm's adjustment over
+        # the budgets keeps the difference's p below the intervals' 5%
+        over_budgets = holm(at["p"].to_numpy(dtype=float)) if intervals else []
+        ahead = [i for i, p in zip(intervals, over_budgets) if i.low > 0 and p < 1 - CONFIDENCE]
         chosen = max(intervals, key=lambda i: i.low) if intervals else None
         outcome = "met" if ahead else "missed" if intervals and all(i.high < 0 for i in intervals) else "not resolved"
         seeds = int(equal.loc[equal["configuration"].isin([best, REFERENCE]), "seeds"].min())
