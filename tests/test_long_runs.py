@@ -415,6 +415,13 @@ def test_the_rank_series_gives_each_rank_at_one_rate_and_the_change_per_doubling
     said = long_runs.ranks_said(made_up, [2, 8])
     assert "0.5 to 1.5" in said["falls"] and "-0.2 to +0.4" in said["flat"]
     assert long_runs.ranks_said(made_up.iloc[:0], [2, 8]) == {}
+    # the scale's effect on rank's: rsLoRA's slope minus LoRA's, once both have every rank's seeds
+    assert long_runs.scaling_effect(lora + rslora, [2, 8, 64], labels=LABELS) is None  # rsLoRA: r=2 alone, no r=64
+    rs_full = [series("rslora", rank, acc, 2.5e-4, use_rslora=True) for rank, acc in ((2, 85), (8, 86), (64, 87))]
+    effect = long_runs.scaling_effect(lora + sum(rs_full, []), [2, 8, 64], labels=LABELS)
+    x = np.log2([2, 8, 64])
+    assert effect.estimate == pytest.approx(np.polyfit(x, [85, 86, 87], 1)[0] - np.polyfit(x, [84, 86, 88], 1)[0])
+    assert effect.low < effect.estimate < effect.high
     moved = series("lora", 2, 84, 1e-3) + series("lora", 8, 86, 5e-4)
     with pytest.raises(CurveError, match="LoRA's ranks ran at"):
         long_runs.rank_table(moved, labels=LABELS)

@@ -51,7 +51,17 @@ from .headline import said
 from .paired import correct_rows, evaluation_labels
 from .rates import target_tuple
 from .record import CurvePoint, Record
-from .stats import CONFIDENCE, Interval, crossed_interval, holm, holm_column, rank_slope, sign_flip_test
+from .stats import (
+    CONFIDENCE,
+    Interval,
+    crossed_contrast,
+    crossed_interval,
+    holm,
+    holm_column,
+    rank_slope,
+    sign_flip_test,
+    slope_weights,
+)
 
 REFERENCE = "Full fine-tuning"
 REPORTED_SPLIT = "validation"  # what a selected checkpoint reports; it chooses nothing
@@ -289,6 +299,22 @@ def rank_table(
     change per doubling of r (``stats.rank_slope``: its interval over seeds and sentences, None
     until every rank has ``MIN_SEEDS`` seeds or with fewer than two ranks). A series whose ranks
     ran at different rates is refused: the question asks for one rate each."""
+    rows = []
+    for name, (rate, correct) in _rank_series(records, epochs, data_dir, labels).items():
+        row = {"series": name, "rate": rate}
+        for rank, array in correct.items():
+            estimate, interval = _accuracy(array)
+            row[f"r={rank}"] = interval if interval is not None else estimate
+            row[f"r={rank} seeds"] = len(array)
+        enough = len(correct) >= 2 and all(len(a) >= MIN_SEEDS for a in correct.values())
+        row["per doubling"] = rank_slope(list(correct), list(correct.values())) if enough else None
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("series")
+
+
+def _rank_series(records, epochs, data_dir, labels) -> dict[str, tuple[float, dict[int, np.ndarray]]]:
+    """Each rank series' rate and, rank by rank, its seeds x sentences of 0/1 at the checkpoints
+    selected within ``epochs``; refuses a series whose ranks ran at different rates."""
     series: dict[str, dict[int, list[Record]]] = {}
     for label, group in configurations(records).items():
         config = group[0].config
@@ -302,7 +328,7 @@ def rank_table(
     if not series:
         raise CurveError("no run of the rank series: run lora-sweep studies/v3/experiments.yml first")
     gold = _labels({name: next(iter(ranks.values())) for name, ranks in series.items()}, labels, data_dir)
-    rows = []
+    result = {}
     for name, ranks in series.items():
         rates = {float(runs[0].config.lr) for runs in ranks.values()}
         if len(rates) > 1:
@@ -310,18 +336,38 @@ def rank_table(
                 f"{name}'s ranks ran at {sorted(rates)}: the rank series runs every rank at one rate, "
                 "so pass the runs of one rate"
             )
-        correct = {
-            rank: correct_at([within(run, epochs=epochs) for run in runs], gold) for rank, runs in sorted(ranks.items())
-        }
-        row = {"series": name, "rate": rates.pop()}
-        for rank, array in correct.items():
-            estimate, interval = _accuracy(array)
-            row[f"r={rank}"] = interval if interval is not None else estimate
-            row[f"r={rank} seeds"] = len(array)
-        enough = len(correct) >= 2 and all(len(a) >= MIN_SEEDS for a in correct.values())
-        row["per doubling"] = rank_slope(list(correct), list(correct.values())) if enough else None
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("series")
+        result[name] = (
+            rates.pop(),
+            {
+                rank: correct_at([within(run, epochs=epochs) for run in runs], gold)
+                for rank, runs in sorted(ranks.items())
+            },
+        )
+    return result
+
+
+def scaling_effect(
+    records: list[Record],
+    ranks: list[int],
+    series: tuple[str, str] = ("LoRA", "rsLoRA"),
+    epochs: float = DECIDING_EPOCHS,
+    data_dir: str | None = None,
+    labels=None,
+) -> Interval | None:
+    """What fixing the scale does to rank's effect: the second series' change per doubling of r
+    minus the first's (points), with the crossed design's interval over seeds and sentences
+    (``stats.crossed_contrast`` with both slopes' weights); None until both series have every
+    one of ``ranks`` with ``MIN_SEEDS`` seeds. Above zero: under the second's scale, rank buys
+    more."""
+    found = _rank_series(records, epochs, data_dir, labels)
+    arrays, weights = [], []
+    for sign, name in zip((-1, 1), series):
+        correct = found.get(name, (None, {}))[1]
+        if any(rank not in correct or len(correct[rank]) < MIN_SEEDS for rank in ranks):
+            return None
+        arrays += [correct[rank] for rank in ranks]
+        weights += list(sign * slope_weights(ranks))
+    return crossed_contrast(arrays, weights).interval
 
 
 def schedule_table(records: list[Record]) -> pd.DataFrame:

@@ -169,8 +169,15 @@ def rank_slope(ranks, correct, confidence: float = CONFIDENCE) -> Interval:
                 f"rank {rank}'s array has shape {a.shape}: every rank must be seeds x the same "
                 f"{arrays[0].shape[1]} sentences"
             )
-    weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # slope = weights @ each rank's mean
-    return crossed_contrast(arrays, weights, confidence).interval
+    return crossed_contrast(arrays, slope_weights(ranks), confidence).interval
+
+
+def slope_weights(ranks) -> np.ndarray:
+    """The least-squares slope against log2(rank) as weights on each rank's mean accuracy: the
+    slope is ``slope_weights(ranks) @ means``, so a slope, or a difference of two series'
+    slopes, is a ``crossed_contrast``."""
+    x = np.log2(np.asarray(ranks, dtype=float))
+    return (x - x.mean()) / ((x - x.mean()) ** 2).sum()
 
 
 @dataclass(frozen=True)
