@@ -356,6 +356,23 @@ def test_the_given_time_chapter_shows_each_finished_configuration_of_the_third_g
     assert len(shown) == 2  # accuracy against epochs and against minutes
 
 
+def test_the_given_time_chapter_says_each_comparison_as_its_interval_allows(seen):
+    from lora_lib.study import long_runs
+    from lora_lib.study.record import load_records
+
+    records = [r for r in load_records(REPO / "executed" / "v3") if r.curve]
+    timed = [r for r in records if long_runs.question_of(r.config) == "time"]
+    text = re.sub(r"\s+", " ", seen["06_given_time"]["text"])
+    equal = long_runs.budgets_said(long_runs.equal_compute(timed))
+    assert equal, "no configuration has an interval at any budget yet"
+    sooner = long_runs.budgets_said(long_runs.successors_table(records), "epochs", long_runs.SUCCESSOR_REFERENCE)
+    ranks = long_runs.ranks_said(
+        long_runs.rank_table(records), long_runs.rank_plan(REPO / "studies/v3/experiments.yml")[1]
+    )
+    for label, line in {**equal, **sooner, **ranks}.items():
+        assert f"{label}: {line}." in text, label
+
+
 def test_the_appendix_links_resolve(seen):
     local = [href for href in seen["appendix"]["links"] if not urlsplit(href).scheme and not href.startswith("#")]
     assert local, "the appendix links to no page"
