@@ -242,3 +242,12 @@ def test_a_contrast_of_two_is_the_crossed_difference_and_a_step_weighs_each_side
 def test_a_contrast_names_the_array_over_other_sentences():
     with pytest.raises(ValueError, match="array 1"):
         study_stats.crossed_contrast([np.ones((3, 10)), np.ones((3, 11))], [1, -1])
+
+
+def test_slope_weights_give_the_least_squares_slope_and_refuse_a_single_rank():
+    from lora_lib.study.stats import slope_weights
+
+    ranks, means = [2, 8, 64], np.array([84.0, 86.0, 88.0])
+    assert slope_weights(ranks) @ means == pytest.approx(np.polyfit(np.log2(ranks), means, 1)[0])
+    with pytest.raises(ValueError, match=r"\[8, 8\]"):
+        slope_weights([8, 8])

@@ -547,12 +547,19 @@ def test_a_grid_states_its_budget_and_the_dry_run_sets_the_finished_runs_against
     assert sweep.main([str(path), "--dry-run"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert "1 to run, 1 already done" in last and "2.00 of the 2.5 hours budgeted" in last
+    # the budget counts every finished run of the grid, not only those --only selects
+    assert sweep.main([str(path), "--dry-run", "--only", "bitfit_s1"]) == 0
+    assert "2.00 of the 2.5 hours budgeted" in capsys.readouterr().out.splitlines()[-1]
 
 
-@pytest.mark.parametrize("budget", [0, -3, "ten", True])
+@pytest.mark.parametrize("budget", [0, -3, "ten", True, ".nan", ".inf"])
 def test_a_budget_that_is_not_a_positive_number_of_hours_is_refused_by_name(tmp_path, budget):
+    path = write_grid(tmp_path / "grid", [{"method": "bitfit"}], budget_hours="BUDGET")
+    path.write_text(
+        path.read_text().replace('"BUDGET"', json.dumps(budget) if not str(budget).startswith(".") else budget)
+    )
     with pytest.raises(sweep.GridError, match="budget_hours"):
-        sweep.expand(write_grid(tmp_path / "grid", [{"method": "bitfit"}], budget_hours=budget))
+        sweep.expand(path)
 
 
 def test_the_cli_refuses_minutes_it_cannot_keep(tmp_path, capsys):

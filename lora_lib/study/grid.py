@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def expand(path: str | Path) -> Grid:
         )
     check_runs(path, runs)
     budget = spec.get("budget_hours")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0
+    ):
         raise GridError(f"{path}: budget_hours must be a positive number of hours, got {budget!r}")
     return Grid(
         runs=runs,

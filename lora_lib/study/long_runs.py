@@ -261,7 +261,8 @@ def _at_budgets(groups: dict[str, list[Record]], budgets, unit: str, reference: 
                 "difference": np.nan,
                 "difference interval": None,
                 "p": np.nan,
-                "stopped": min(end) < budget - 1e-9,
+                "stopped": min(end) < budget - 1e-9,  # one of its runs had ended: it reports that run whole
+                "ended": max(end) < budget - 1e-9,  # every one had
             }
             if base is not None and label != reference:
                 row["difference"], row["difference interval"], row["p"] = _difference(correct, base)
@@ -358,7 +359,8 @@ def scaling_effect(
     minus the first's (points), with the crossed design's interval over seeds and sentences
     (``stats.crossed_contrast`` with both slopes' weights); None until both series have every
     one of ``ranks`` with ``MIN_SEEDS`` seeds. Above zero: under the second's scale, rank buys
-    more."""
+    more. Refuses, as ``rank_table`` does, records without a rank series or a series whose ranks
+    ran at different rates (``CurveError``)."""
     found = _rank_series(records, epochs, data_dir, labels)
     arrays, weights = [], []
     for sign, name in zip((-1, 1), series):
@@ -424,25 +426,25 @@ def compared_budgets(
     table: pd.DataFrame, label: str, reference: str = REFERENCE, unit: str = "minutes"
 ) -> pd.DataFrame:
     """``label``'s rows of ``equal_compute`` (or ``successors_table``, ``unit="epochs"``) at the
-    budgets where ``reference`` has a row too, in order, with ``reference ended`` (its runs had
-    ended before the budget, so it reports its whole runs there). A budget by which both had
-    ended is left out: it reads the whole runs of both, as the selected checkpoints do, and
-    says nothing about equal compute."""
+    budgets where ``reference`` has a row too, in order, with ``reference ended`` (every one of
+    its runs had ended before the budget, so it reports its whole runs there). A budget by which
+    every run of both had ended is left out: it reads the whole runs of both, as the selected
+    checkpoints do, and says nothing about equal compute."""
     if not len(table):
         return table.assign(**{"reference ended": []})
-    ended = table[table["configuration"] == reference].set_index(unit)["stopped"]
+    ended = table[table["configuration"] == reference].set_index(unit)["ended"]
     rows = table[(table["configuration"] == label) & table[unit].isin(ended.index)].sort_values(unit)
     rows = rows.assign(**{"reference ended": rows[unit].map(ended).astype(bool).to_numpy()})
-    return rows[~(rows["stopped"].astype(bool) & rows["reference ended"])]
+    return rows[~(rows["ended"].astype(bool) & rows["reference ended"])]
 
 
 def answer(selected: pd.DataFrame, equal: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> pd.DataFrame:
     """The first two questions for one configuration, as the landing page says them: a row
     "given time" (its selected checkpoints against full fine-tuning's, from ``selected_table``)
-    and one per budget of ``equal_compute`` (``minutes``), each with ``side`` ("below", "above",
-    "not distinguishable", or "too few seeds" where either has fewer than ``MIN_SEEDS``), the
-    interval's ends, ``text`` (``headline.said``'s words), and the seeds of both; empty where
-    ``label`` has no runs yet."""
+    and one per budget of ``compared_budgets`` (``minutes``), each with ``side`` ("below",
+    "above", "not distinguishable", or "too few seeds" where either has fewer than
+    ``MIN_SEEDS``), the interval's ends, ``text`` (``headline.said``'s words), the seeds of both
+    and ``reference ended``; empty where ``label`` has no runs yet."""
     columns = ["question", "minutes", "side", "low", "high", "text", "seeds", "reference seeds", "epoch"]
     columns += ["reference ended"]
     if label not in selected.index or REFERENCE not in selected.index:
@@ -505,7 +507,9 @@ def _standings(rows: list[dict], unit: str = "minutes", reference: str = "full f
             clauses.append(f"not distinguishable from {reference} after {after} ({numbers} points)")
     ended = [row[unit] for row in rows if row.get("reference ended")]
     if ended:
-        clauses[-1] += f", {reference} having finished its runs by {ended[0]:g} {unit}"
+        clauses[-1] += (
+            f", {reference} having finished its runs by {ended[0]:g} {unit.rstrip('s') if ended[0] == 1 else unit}"
+        )
     return "; ".join(clauses)
 
 
@@ -534,9 +538,9 @@ def answer_said(table: pd.DataFrame, label: str = SUCCESSOR_REFERENCE) -> str:
 def budgets_said(table: pd.DataFrame, unit: str = "minutes", reference: str = REFERENCE) -> dict[str, str]:
     """``equal_compute``'s (or, with ``unit="epochs"`` and ``reference=SUCCESSOR_REFERENCE``,
     ``successors_table``'s) differences as a reader is told them, a line per configuration: where
-    it stands against ``reference`` after each budget at which both have ``MIN_SEEDS`` seeds (its
-    interval says behind, ahead or not distinguishable); a configuration with no such budget has
-    no line."""
+    it stands against ``reference`` after each of ``compared_budgets``'s budgets at which both
+    have ``MIN_SEEDS`` seeds (its interval says behind, ahead or not distinguishable); a
+    configuration with no such budget has no line."""
     lines = {}
     for label in dict.fromkeys(table["configuration"]) if len(table) else []:
         if label == reference:
@@ -557,8 +561,8 @@ def budgets_said(table: pd.DataFrame, unit: str = "minutes", reference: str = RE
 
 def ranks_said(table: pd.DataFrame, ranks: list[int]) -> dict[str, str]:
     """``rank_table``'s change per doubling of r as a reader is told it, a line per series that
-    has all the ``ranks`` it plans (``rank_plan``), each with ``MIN_SEEDS`` seeds: it rises,
-    falls, or changes by no amount its interval can tell from none."""
+    has every one of ``ranks`` (``rank_plan``'s, which every series runs), each with
+    ``MIN_SEEDS`` seeds: it rises, falls, or changes by no amount its interval can tell from none."""
     lines = {}
     for name, row in table.iterrows():
         slope = row["per doubling"]

@@ -177,6 +177,8 @@ def slope_weights(ranks) -> np.ndarray:
     slope is ``slope_weights(ranks) @ means``, so a slope, or a difference of two series'
     slopes, is a ``crossed_contrast``."""
     x = np.log2(np.asarray(ranks, dtype=float))
+    if len(set(x)) < 2:
+        raise ValueError(f"a slope against log2(rank) needs two ranks or more, got ranks {list(ranks)}")
     return (x - x.mean()) / ((x - x.mean()) ** 2).sum()
 
 

@@ -299,8 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         done = [load_record(grid.output_dir / f"{run_id}.json") for run_id in summary["skipped"]]
         spent = f": {training_time(done)}" if done else ""
-        if grid.budget_hours is not None:
-            spent += f"; {spent_hours(done):.2f} of the {grid.budget_hours:g} hours budgeted, evaluation included"
+        if grid.budget_hours is not None:  # every finished run of the grid, whatever --only selected
+            every = [r.run_id for r in grid.runs if record_exists(grid.output_dir, r.run_id)]
+            spent_all = spent_hours([load_record(grid.output_dir / f"{run_id}.json") for run_id in every])
+            spent += (
+                f"; its {len(every)} finished runs took {spent_all:.2f} of the {grid.budget_hours:g} hours budgeted"
+            )
+            spent += ", evaluation included"
         print(f"{len(summary['would_run'])} to run, {len(summary['skipped'])} already done{spent}")
         return 0
     done, skipped, failed = (len(summary[k]) for k in ("done", "skipped", "failed"))
