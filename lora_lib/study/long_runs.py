@@ -582,6 +582,12 @@ def ranks_said(table: pd.DataFrame, ranks: list[int]) -> dict[str, str]:
     return lines
 
 
+def small_candidates(selected: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``selected_table`` that "the best under ``LORA_MAX_TRAINABLE_PCT``% trained"
+    is chosen among: under that share of the parameters, with ``MIN_SEEDS`` seeds or more."""
+    return selected[(selected["trainable (%)"] < LORA_MAX_TRAINABLE_PCT) & (selected["seeds"] >= MIN_SEEDS)]
+
+
 def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STATED_SMALL) -> pd.DataFrame:
     """The third study's targets, each "met", "missed" or "not resolved" from its interval over
     seeds and sentences (``findings.verdict``; "not resolved" too where a side has fewer than
@@ -616,7 +622,7 @@ def judge_targets(selected: pd.DataFrame, equal: pd.DataFrame, stated: str = STA
         full = selected.loc[REFERENCE]
         target = f"{REFERENCE}: accuracy ≥ {100 * FULL_TARGET:.1f}%"
         add(target, REFERENCE, full["accuracy"], full["interval"], 100 * FULL_TARGET, int(full["seeds"]))
-    small = selected[(selected["trainable (%)"] < LORA_MAX_TRAINABLE_PCT) & (selected["seeds"] >= MIN_SEEDS)]
+    small = small_candidates(selected)
     best = small["accuracy"].idxmax() if len(small) else None
     within = f"within {LORA_MAX_GAP_POINTS:g} point of full fine-tuning"
     under = f"under {LORA_MAX_TRAINABLE_PCT:g}% trained"
